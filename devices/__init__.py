@@ -1,0 +1,1 @@
+"""Device managers: one interface per capability, vendor drivers by ``type:`` name."""

@@ -1,0 +1,1 @@
+"""Packaged device drivers; importing this package registers them."""

@@ -1,0 +1,1 @@
+"""The REST + WebSocket API: an adapter on the bus and the store."""

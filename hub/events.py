@@ -1,0 +1,129 @@
+"""Typed, frozen events: everything that happens in the hub is one of these on the bus.
+
+Every event carries ``id`` (monotonic across restarts, assigned by the bus) and ``ts``
+(UNIX seconds, assigned by the bus). ``kind`` names the event on the wire and in the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+_REGISTRY: dict[str, type[Event]] = {}
+
+E = TypeVar("E", bound="Event")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of all events. Subclasses set ``kind`` and add their own fields."""
+
+    kind: ClassVar[str] = "event"
+    id: int = 0
+    ts: float = 0.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind is None:
+            raise TypeError(f"{cls.__name__} must set a 'kind'")
+        if kind in _REGISTRY:
+            raise TypeError(f"event kind {kind!r} registered twice")
+        _REGISTRY[kind] = cls
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields (without id/ts), JSON-ready."""
+        return {
+            f.name: _jsonable(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("id", "ts")
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts, "kind": self.kind, "data": self.payload()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def event_from_record(kind: str, event_id: int, ts: float, data: dict[str, Any]) -> Event:
+    """Rebuild an event read back from the store; unknown kinds become ``UnknownEvent``."""
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        return UnknownEvent(id=event_id, ts=ts, original_kind=kind, data=data)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    return cls(id=event_id, ts=ts, **kwargs)
+
+
+def event_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class SubsystemState(enum.Enum):
+    STARTING = "starting"
+    UP = "up"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnknownEvent(Event):
+    """An event from the log whose kind this build does not know (kept, never dropped)."""
+
+    kind: ClassVar[str] = "hub.unknown"
+    original_kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubStarted(Event):
+    kind: ClassVar[str] = "hub.started"
+    version: str
+    site: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HubStopping(Event):
+    kind: ClassVar[str] = "hub.stopping"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubsystemStateChanged(Event):
+    kind: ClassVar[str] = "hub.subsystem"
+    subsystem: str
+    old: SubsystemState
+    new: SubsystemState
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DutyNoteAdded(Event):
+    """A free-text entry in the duty log (值班日志), posted by a person or the platform."""
+
+    kind: ClassVar[str] = "duty.note"
+    author: str
+    text: str
+    category: str = "general"
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRecorded(Event):
+    """A mutating action was performed (the audit row is in the store's audit log)."""
+
+    kind: ClassVar[str] = "hub.audit"
+    actor: str
+    action: str
+    target: str
+    result: str

@@ -1,0 +1,83 @@
+"""Versioned schema migrations for the SQLite store (tracked in ``PRAGMA user_version``)."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE events (
+            id   INTEGER PRIMARY KEY,
+            ts   REAL NOT NULL,
+            kind TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE INDEX events_kind ON events(kind, id);
+        CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+        CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+
+        CREATE TABLE audit (
+            id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts     REAL NOT NULL,
+            actor  TEXT NOT NULL,
+            role   TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            source TEXT NOT NULL,
+            result TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_actor ON audit(actor, id);
+        CREATE TRIGGER audit_append_only_update BEFORE UPDATE ON audit
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+        CREATE TABLE alarms (
+            id          TEXT PRIMARY KEY,
+            rule        TEXT NOT NULL,
+            source      TEXT NOT NULL,
+            level       TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            raised_ts   REAL NOT NULL,
+            updated_ts  REAL NOT NULL,
+            ack_by      TEXT,
+            ack_ts      REAL,
+            ack_comment TEXT,
+            shelved_until REAL,
+            data        TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX alarms_state ON alarms(state);
+
+        CREATE TABLE call_records (
+            id         TEXT PRIMARY KEY,
+            conference TEXT,
+            leg        TEXT NOT NULL,
+            direction  TEXT NOT NULL,
+            remote     TEXT NOT NULL,
+            trunk      TEXT,
+            start_ts   REAL NOT NULL,
+            answer_ts  REAL,
+            end_ts     REAL,
+            status     INTEGER,
+            reason     TEXT
+        );
+        CREATE INDEX call_records_start ON call_records(start_ts);
+
+        CREATE TABLE recordings (
+            id         TEXT PRIMARY KEY,
+            conference TEXT,
+            talker     TEXT,
+            kind       TEXT NOT NULL,
+            path       TEXT NOT NULL,
+            codec      TEXT NOT NULL,
+            start_ts   REAL NOT NULL,
+            end_ts     REAL,
+            bytes      INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX recordings_conference ON recordings(conference, start_ts);
+        """,
+    ),
+)
+
+LATEST = MIGRATIONS[-1][0]

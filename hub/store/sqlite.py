@@ -1,0 +1,306 @@
+"""SQLite store (WAL): one writer thread with group commit, one reader thread.
+
+Nothing here runs SQL on the event loop. ``append_event(..., ack=True)`` resolves only
+after the transaction holding the event has committed, so an event acknowledged to an
+API caller survives ``kill -9`` of the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hub.errors import StoreError
+from hub.events import Event, event_from_record
+from hub.store.base import AuditEntry, Store
+from hub.store.migrations import LATEST, MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_BATCH = 2000
+_STOP = object()
+
+
+class _Write:
+    """One queued statement and the future (if any) waiting for its commit."""
+
+    __slots__ = ("future", "params", "result", "sql")
+
+    def __init__(self, sql: str, params: Sequence[Any], future: asyncio.Future[Any] | None) -> None:
+        self.sql = sql
+        self.params = params
+        self.future = future
+        self.result: Any = None
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply every migration newer than the database; return the resulting version."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > LATEST:
+        raise StoreError(f"database schema version {version} is newer than this build ({LATEST})")
+    for number, sql in MIGRATIONS:
+        if number <= version:
+            continue
+        logger.info("applying store migration %d", number)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (triggers hold inner semicolons)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class SqliteStore(Store):
+    """The embedded default store."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.schema_version = 0
+        self.committed_events = 0
+        self.write_errors = 0
+        self.last_error = ""
+        self.queued = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
+        try:
+            self.schema_version = await self._read(self._open_reader)
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open store {self.path}: {err}") from err
+        self._writer = threading.Thread(target=self._write_loop, name="store-write", daemon=True)
+        self._writer.start()
+        logger.info("store open: %s (schema v%d, WAL)", self.path, self.schema_version)
+
+    def _open_reader(self) -> int:
+        conn = _connect(self.path, self.synchronous)
+        version = migrate(conn)
+        self._read_conn = conn
+        return version
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+        if self._reader is not None:
+            if self._read_conn is not None:
+                await self._read(self._read_conn.close)
+            self._reader.shutdown(wait=True)
+        logger.info("store closed: %d events committed", self.committed_events)
+
+    def health(self) -> tuple[bool, str]:
+        if self._closed or self._writer is None or not self._writer.is_alive():
+            return False, "writer not running"
+        if self.write_errors:
+            return False, f"{self.write_errors} write errors, last: {self.last_error}"
+        return True, f"sqlite {self.path} schema v{self.schema_version}, {self.queued} queued"
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _enqueue(self, sql: str, params: Sequence[Any], ack: bool) -> asyncio.Future[Any] | None:
+        if self._closed or self._loop is None:
+            raise StoreError("store is not open")
+        future = self._loop.create_future() if ack else None
+        self.queued += 1
+        self._queue.put(_Write(sql, params, future))
+        return future
+
+    def append_event(self, event: Event, *, ack: bool = False) -> asyncio.Future[None] | None:
+        data = json.dumps(event.payload(), ensure_ascii=False, separators=(",", ":"))
+        return self._enqueue(
+            "INSERT INTO events(id, ts, kind, data) VALUES (?, ?, ?, ?)",
+            (event.id, event.ts, event.kind, data),
+            ack,
+        )
+
+    async def flush(self) -> None:
+        future = self._enqueue("SELECT 1", (), True)
+        assert future is not None
+        await future
+
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        ts = time.time()
+        future = self._enqueue(
+            "INSERT INTO audit(ts, actor, role, action, target, source, result, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ts,
+                entry.actor,
+                entry.role,
+                entry.action,
+                entry.target,
+                entry.source,
+                entry.result,
+                entry.detail,
+            ),
+            True,
+        )
+        assert future is not None
+        row_id = await future
+        return AuditEntry(**{**entry.__dict__, "ts": ts, "id": row_id})
+
+    def _write_loop(self) -> None:
+        conn = _connect(self.path, self.synchronous)
+        try:
+            stop = False
+            while not stop:
+                batch: list[_Write] = []
+                item = self._queue.get()
+                while True:
+                    if item is _STOP:
+                        stop = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= _BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Write]) -> None:
+        try:
+            conn.execute("BEGIN")
+            for write in batch:
+                write.result = conn.execute(write.sql, write.params).lastrowid
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            # Isolate the failing statement so that one bad row costs only itself.
+            for write in batch:
+                try:
+                    write.result = conn.execute(write.sql, write.params).lastrowid
+                except sqlite3.Error as err:
+                    write.result = StoreError(f"store write failed: {err}")
+                    self.write_errors += 1
+                    self.last_error = str(err)
+                    logger.error("store write failed (%s): %s", write.sql.split("(")[0], err)
+        self.committed_events += sum(1 for w in batch if w.sql.startswith("INSERT INTO events"))
+        assert self._loop is not None
+        # RuntimeError: the loop is gone (process shutting down) and nothing waits any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._resolve, batch)
+
+    def _resolve(self, batch: list[_Write]) -> None:
+        self.queued -= len(batch)
+        for write in batch:
+            if write.future is None or write.future.done():
+                continue
+            if isinstance(write.result, BaseException):
+                write.future.set_exception(write.result)
+            else:
+                write.future.set_result(write.result)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[], T]) -> T:
+        assert self._reader is not None
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        assert self._read_conn is not None
+        return self._read_conn.execute(sql, params).fetchall()
+
+    async def last_event_id(self) -> int:
+        rows = await self._read(lambda: self._rows("SELECT MAX(id) FROM events", ()))
+        return int(rows[0][0] or 0)
+
+    async def events_since(
+        self, after_id: int, *, limit: int = 1000, kinds: Sequence[str] = ()
+    ) -> list[Event]:
+        sql = "SELECT id, ts, kind, data FROM events WHERE id > ?"
+        params: list[Any] = [after_id]
+        if kinds:
+            sql += " AND (" + " OR ".join("kind LIKE ? ESCAPE '\\'" for _ in kinds) + ")"
+            params += [_like_prefix(k) for k in kinds]
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda: self._rows(sql, params))
+        return [event_from_record(kind, i, ts, json.loads(data)) for i, ts, kind, data in rows]
+
+    async def audit_entries(
+        self, *, limit: int = 100, actor: str | None = None
+    ) -> list[AuditEntry]:
+        sql = "SELECT id, ts, actor, role, action, target, source, result, detail FROM audit"
+        params: list[Any] = []
+        if actor is not None:
+            sql += " WHERE actor = ?"
+            params.append(actor)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda: self._rows(sql, params))
+        return [
+            AuditEntry(
+                id=r[0],
+                ts=r[1],
+                actor=r[2],
+                role=r[3],
+                action=r[4],
+                target=r[5],
+                source=r[6],
+                result=r[7],
+                detail=r[8],
+            )
+            for r in rows
+        ]
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"

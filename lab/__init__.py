@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop bench: simulators that speak the real protocols."""

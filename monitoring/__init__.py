@@ -1,0 +1,1 @@
+"""Polling coordinators, trap and sensor ingest, and the warning core."""

@@ -1,0 +1,1 @@
+"""Wire formats and framers, sans-IO, with thin asyncio clients."""

@@ -1,0 +1,1 @@
+"""SIP signalling written here, sans-IO, with asyncio transports."""
