@@ -157,6 +157,11 @@ class EventBus:
         self._subscribers.append(sub)
         return sub
 
+    def close_all(self) -> None:
+        """End every subscription (at shutdown): their iterations finish normally."""
+        for sub in list(self._subscribers):
+            sub.close()
+
     def _remove(self, sub: Subscription) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)

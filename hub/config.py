@@ -216,6 +216,8 @@ def _describe(error: Any, owner_fields: list[str] | None) -> str:
         return f"unknown kind {error['ctx']['tag']!r} (expected {error['ctx']['expected_tags']})"
     if kind == "union_tag_not_found":
         return f"'{error['ctx']['discriminator'].strip(chr(39))}' is required"
+    if kind == "string_pattern_mismatch":
+        return f"does not match the pattern {error['ctx']['pattern']}"
     if kind in ("too_short", "string_too_short"):
         return f"must be at least {error['ctx']['min_length']} characters"
     if kind in ("too_long", "string_too_long"):

@@ -106,6 +106,7 @@ class Hub:
         self._started = False
         logger.info("hub stopping: %s", reason)
         self.bus.publish(HubStopping(reason=reason))
+        self.bus.close_all()
         if self._server is not None:
             self._server.should_exit = True
         if self._server_task is not None:

@@ -83,7 +83,7 @@ async def _stream(
                 last_sent = event.id
             if len(page) < REPLAY_PAGE:
                 break
-        await _live(websocket, sub, last_sent)
+        await _live_until_disconnect(websocket, sub, last_sent)
     except SubscriberDropped as dropped:
         resume = max(last_sent, dropped.last_id)
         logger.warning(
@@ -97,11 +97,32 @@ async def _stream(
         sub.close()
 
 
+async def _live_until_disconnect(websocket: WebSocket, sub: Subscription, last_sent: int) -> None:
+    """Stream live events until the client goes away (noticed at once, not at the next send)."""
+    sender = asyncio.create_task(_live(websocket, sub, last_sent))
+    watcher = asyncio.create_task(_client_gone(websocket))
+    try:
+        await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, watcher):
+            task.cancel()
+        await asyncio.gather(sender, watcher, return_exceptions=True)
+    if sender.done() and not sender.cancelled():
+        sender.result()  # re-raises SubscriberDropped or a send timeout
+
+
 async def _live(websocket: WebSocket, sub: Subscription, last_sent: int) -> None:
     async for event in sub:
         if event.id <= last_sent:
             continue  # already replayed from the store
         await _send(websocket, event)
+
+
+async def _client_gone(websocket: WebSocket) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
 
 
 async def _send(websocket: WebSocket, event: Event) -> None:

@@ -151,7 +151,16 @@ class SqliteStore(Store):
 
     def _enqueue(self, sql: str, params: Sequence[Any], ack: bool) -> asyncio.Future[Any] | None:
         if self._closed or self._loop is None:
-            raise StoreError("store is not open")
+            # Never raise into a publisher: the live bus goes on, the loss is counted.
+            self.write_errors += 1
+            self.last_error = "store is not open"
+            if self.write_errors == 1 or self.write_errors % 1000 == 0:
+                logger.error("store is not open: %d writes lost so far", self.write_errors)
+            if not ack:
+                return None
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(StoreError("store is not open"))
+            return failed
         future = self._loop.create_future() if ack else None
         self.queued += 1
         self._queue.put(_Write(sql, params, future))
