@@ -95,6 +95,7 @@ async def test_kill_9_loses_no_acknowledged_event(hub_process: HubProcess) -> No
     hub_process.start()
     acknowledged: list[int] = []
     stop = asyncio.Event()
+    enough = asyncio.Event()
 
     async def writer(client: httpx.AsyncClient, n: int) -> None:
         i = 0
@@ -107,12 +108,13 @@ async def test_kill_9_loses_no_acknowledged_event(hub_process: HubProcess) -> No
                 return  # the hub died mid-request: that one was never acknowledged
             if response.status_code == 201:
                 acknowledged.append(response.json()["id"])
+                if len(acknowledged) >= 300:
+                    enough.set()
             i += 1
 
     async with httpx.AsyncClient(base_url=hub_process.url, timeout=5) as client:
         writers = [asyncio.create_task(writer(client, n)) for n in range(8)]
-        while len(acknowledged) < 300:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(enough.wait(), 60)
         os.kill(hub_process.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
         await asyncio.gather(*writers)
     assert hub_process.wait(timeout=5) == -signal.SIGKILL
