@@ -19,6 +19,7 @@ from hub.auth import Principal
 from hub.bus import SubscriberDropped, Subscription
 from hub.errors import AuthFailed
 from hub.events import Event
+from hub.logs import ContextAdapter
 from hub.runtime import Hub
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,11 @@ async def _stream(
     sub = hub.bus.subscribe(
         f"ws:{principal.name}", maxsize=hub.site.hub.subscriber_queue, accept=accept
     )
+    client = websocket.client
+    log = ContextAdapter(
+        logger, {"ws": sub.name, "peer": f"{client.host}:{client.port}" if client else "?"}
+    )
+    log.debug("streaming after %d (kinds %s)", after, ",".join(kinds) or "all")
     last_sent = after
     try:
         await hub.store.flush()
@@ -86,12 +92,10 @@ async def _stream(
         await _live_until_disconnect(websocket, sub, last_sent)
     except SubscriberDropped as dropped:
         resume = max(last_sent, dropped.last_id)
-        logger.warning(
-            "event stream of %s closed: too slow, resume after %d", principal.name, resume
-        )
+        log.warning("closed: too slow, resume after %d", resume)
         await websocket.close(CLOSE_SLOW_CONSUMER, f"too slow; reconnect with after={resume}")
     except TimeoutError:
-        logger.warning("event stream of %s closed: not reading", principal.name)
+        log.warning("closed: not reading, resume after %d", last_sent)
         await websocket.close(CLOSE_SLOW_CONSUMER, f"not reading; reconnect with after={last_sent}")
     finally:
         sub.close()

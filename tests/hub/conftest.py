@@ -4,37 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
-
-TOKENS = {
-    "dispatcher": "tok-dispatcher-0123456789",
-    "engineer": "tok-engineer-0123456789",
-    "ops": "tok-ops-0123456789abcd",
-    "platform": "tok-platform-0123456789",
-    "admin": "tok-admin-0123456789ab",
-}
-
-
-def site_dict(data_dir: Path, **hub: Any) -> dict[str, Any]:
-    return {
-        "hub": {
-            "name": "test-centre",
-            "data_dir": str(data_dir),
-            "api": {"host": "127.0.0.1", "port": 0},
-            **hub,
-        },
-        "users": [{"name": f"{role}-user", "role": role, "token": t} for role, t in TOKENS.items()],
-    }
-
-
-def auth(role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[role]}"}
+from tests.hub.sitefile import site_dict
 
 
 @pytest.fixture

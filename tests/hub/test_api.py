@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from hub.runtime import Hub
-from tests.hub.conftest import TOKENS, auth
+from tests.hub.sitefile import TOKENS, auth
 
 PROBLEM = "application/problem+json"
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.hub.conftest import auth, site_dict
+from tests.hub.sitefile import auth, site_dict
 
 pytestmark = pytest.mark.slow
 

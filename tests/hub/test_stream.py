@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from hub.config import SiteConfig
 from hub.events import DutyNoteAdded
 from hub.runtime import Hub
-from tests.hub.conftest import TOKENS, auth, site_dict
+from tests.hub.sitefile import TOKENS, auth, site_dict
 
 
 def ws_url(hub: Hub, **params: Any) -> str:
