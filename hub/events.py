@@ -127,3 +127,15 @@ class AuditRecorded(Event):
     action: str
     target: str
     result: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceStateChanged(Event):
+    """A device's snapshot changed: it went online/offline or its state moved."""
+
+    kind: ClassVar[str] = "device.state"
+    device: str
+    type: str
+    online: bool
+    state: dict[str, Any] = field(default_factory=dict)
+    error: str = ""

@@ -13,10 +13,12 @@ from typing import Any
 
 import uvicorn
 
+from devices.manager import DeviceManager
 from hub import __version__
 from hub.auth import TokenAuth
 from hub.bus import EventBus
 from hub.config import SiteConfig
+from hub.equipment import Equipment
 from hub.events import HubStarted, HubStopping, SubsystemState
 from hub.store import SqliteStore, Store
 
@@ -49,6 +51,7 @@ class Hub:
         )
         self.bus = EventBus(sink=self.store)
         self.auth = TokenAuth(site.users)
+        self.equipment = Equipment(DeviceManager(site.devices), self.bus)
         self.stopped = asyncio.Event()
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -61,6 +64,7 @@ class Hub:
     async def start(self) -> None:
         await self.store.open()
         self.bus.continue_from(await self.store.last_event_id())
+        await self.equipment.start()
         await self._start_api()
         self._started = True
         self.bus.publish(HubStarted(version=__version__, site=self.site.hub.name))
@@ -112,6 +116,7 @@ class Hub:
         if self._server_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server_task
+        await self.equipment.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -164,6 +169,7 @@ class Hub:
                 SubsystemState.UP,
                 f"last id {self.bus.last_id}, {self.bus.subscriber_count} subscribers",
             ),
+            SubsystemHealth("devices", *self.equipment.health()),
             SubsystemHealth(
                 "api",
                 SubsystemState.UP if self._server and self._server.started else SubsystemState.DOWN,

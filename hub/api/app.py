@@ -82,7 +82,7 @@ class AuditAndMetrics:
 
 
 def create_app(hub: Hub) -> FastAPI:
-    from hub.api import console, routes, stream
+    from hub.api import console, devices, routes, stream
 
     app = FastAPI(
         title="cchub",
@@ -97,6 +97,7 @@ def create_app(hub: Hub) -> FastAPI:
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)
+    app.include_router(devices.router)
     app.include_router(console.router)
     app.add_middleware(AuditAndMetrics, hub=hub, metrics=metrics)
     return app

@@ -10,6 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from devices.errors import (
+    DeviceBusy,
+    DeviceCommandError,
+    DeviceError,
+    DeviceNotFound,
+    DeviceTimeout,
+    DeviceUnavailable,
+    InvalidCommand,
+)
 from hub.errors import AuthFailed, HubError
 
 logger = logging.getLogger(__name__)
@@ -43,6 +52,11 @@ def install(app: FastAPI) -> None:
             request.state.auth_failed = True
         return problem(exc.status, exc.title, str(exc), request.url.path)
 
+    @app.exception_handler(DeviceError)
+    async def device_error(request: Request, exc: DeviceError) -> JSONResponse:
+        status, title = _DEVICE_STATUS.get(type(exc), (502, "Device error"))
+        return problem(status, title, str(exc), request.url.path, device_code=exc.code)
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"where": _where(tuple(e["loc"])), "problem": e["msg"]} for e in exc.errors()]
@@ -62,6 +76,16 @@ def install(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem(500, "Internal error", "the hub hit an unexpected error; see its log")
+
+
+_DEVICE_STATUS: dict[type[DeviceError], tuple[int, str]] = {
+    DeviceNotFound: (404, "No such device"),
+    InvalidCommand: (422, "Invalid device command"),
+    DeviceBusy: (503, "Device busy"),
+    DeviceTimeout: (504, "Device did not answer"),
+    DeviceUnavailable: (503, "Device unavailable"),
+    DeviceCommandError: (502, "Device refused the command"),
+}
 
 
 def _title(status: int) -> str:

@@ -18,6 +18,7 @@ async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
     assert {s["name"]: s["state"] for s in body["subsystems"]} == {
         "store": "up",
         "bus": "up",
+        "devices": "up",
         "api": "up",
     }
 
