@@ -4,9 +4,9 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the tests and the demo use (real peers for the lab bench).
-APT_PACKAGES := python3-venv snmp snmpd socat
+APT_PACKAGES := python3-venv snmp snmpd
 
-.PHONY: demo test lint deps apt-deps
+.PHONY: demo test lint deps apt-deps snmpsim
 
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -25,13 +25,18 @@ $(STAMP): pyproject.toml
 
 deps: apt-deps $(STAMP)
 
+# snmpsim (the lab's UPS agent engine) in its own venv from Debian's python3, readable by
+# `nobody` because snmpsim refuses to run as root (path: python -m lab.snmpsim_env prints it).
+snmpsim: deps
+	$(VENV)/bin/python -m lab.snmpsim_env
+
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint snmpsim
 	$(VENV)/bin/pytest -q
 
-demo: deps
+demo: deps snmpsim
 	$(VENV)/bin/cchub demo

@@ -205,7 +205,8 @@ _MESSAGES = {
 }
 
 
-def _describe(error: Any, owner_fields: list[str] | None) -> str:
+def describe_error(error: Any, owner_fields: list[str] | None = None) -> str:
+    """A pydantic error as a short phrase for ``path: phrase, line N`` (site, bench, scenario)."""
     kind = error["type"]
     if kind == "extra_forbidden":
         legal = f" (allowed: {', '.join(owner_fields)})" if owner_fields else ""
@@ -305,7 +306,7 @@ def validate_document(doc: YamlDocument, source: str = "") -> SiteConfig:
             if format_path(loc) in already:
                 continue  # e.g. an unset ${VAR}: one precise problem is enough
             parent = loc[:-1] if error["type"] == "extra_forbidden" else loc
-            doc.problem(loc, _describe(error, _fields_at(parent)))
+            doc.problem(loc, describe_error(error, _fields_at(parent)))
         raise ConfigError(doc.problems, source) from None
     if doc.problems:
         raise ConfigError(doc.problems, source)

@@ -1,0 +1,153 @@
+"""``cchub demo``: the default bench and the hub in one process, with a banner of URLs and tokens.
+
+Writes ``var/demo/site.yaml`` (tokens as ``${CCHUB_DEMO_TOKEN_<ROLE>}``) and ``var/demo/demo.env``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hub.config import Role, SiteConfig, load_site
+from hub.errors import ConfigError
+from lab.bench import Bench
+from lab.benchfile import load_bench
+from lab.sitefile import site_document, write_site
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BENCH = Path(__file__).resolve().parent / "benches" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    site: Path
+    env: Path
+
+
+def token_variable(role: Role) -> str:
+    return f"CCHUB_DEMO_TOKEN_{role.value.upper()}"
+
+
+def new_tokens() -> dict[Role, str]:
+    """A fresh random token per role for this demo run."""
+    return {role: secrets.token_urlsafe(24) for role in Role}
+
+
+def demo_site(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's site document; tokens appear only as ``${VAR}`` references."""
+    sections: dict[str, Any] = {
+        "hub": {
+            "name": "cchub-demo",
+            "data_dir": str(args.dir),
+            "api": {"host": args.host, "port": args.api_port},
+        },
+        "users": [
+            {
+                "name": f"demo-{role.value}",
+                "role": role.value,
+                "token": f"${{{token_variable(role)}}}",
+            }
+            for role in Role
+        ],
+        "sip": {"host": args.host, "port": args.sip_port},
+    }
+    if "snmp" in SiteConfig.model_fields:  # the hub's own SNMP agent, once the site has it
+        sections["snmp"] = {"host": args.host, "port": args.snmp_port}
+    return site_document(bench, **sections)
+
+
+def write_demo_files(bench: Bench, args: argparse.Namespace, tokens: dict[Role, str]) -> DemoPaths:
+    """Write ``site.yaml`` and ``demo.env`` (mode 0600) under ``args.dir``."""
+    args.dir.mkdir(parents=True, exist_ok=True)
+    site = write_site(
+        args.dir / "site.yaml",
+        demo_site(bench, args),
+        header="Written by `cchub demo` for this run; tokens come from demo.env beside it.",
+    )
+    env = args.dir / "demo.env"
+    fd = os.open(env, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("# Demo tokens of the last `cchub demo` run (new on every run).\n")
+        for role, token in tokens.items():
+            out.write(f"{token_variable(role)}={token}\n")
+    return DemoPaths(site=site, env=env)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cchub demo", description=__doc__)
+    parser.add_argument("--bench", type=Path, default=DEFAULT_BENCH)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--sip-port", type=int, default=5060)
+    parser.add_argument("--snmp-port", type=int, default=1161)
+    parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="site file and data")
+    return parser
+
+
+def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) -> str:
+    api = str(hub.api_url).rstrip("/")
+    lines = [
+        "",
+        "cchub demo is up",
+        f"  API       {api}/api/v1/health   (OpenAPI: {api}/openapi.json)",
+        f"  console   {api}/",
+        f"  site file {paths.site}   tokens: {paths.env}",
+        f"  bench     {bench.control_url}/sims   (simulator control)",
+        "  demo tokens (new every run; send as 'Authorization: Bearer <token>'):",
+    ]
+    lines += [f"    {role.value:<10} {token}" for role, token in tokens.items()]
+    lines.append("  devices:")
+    lines += [f"    {line}" for line in bench.summary()]
+    lines.append("Ctrl-C stops the hub and the bench.")
+    return "\n".join(lines)
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    from hub.runtime import serve
+
+    spec = load_bench(args.bench)
+    tokens = new_tokens()
+    async with Bench(spec) as bench:
+        paths = await asyncio.to_thread(write_demo_files, bench, args, tokens)
+        for role, token in tokens.items():
+            os.environ[token_variable(role)] = token
+        site = await asyncio.to_thread(load_site, paths.site)
+
+        def ready(hub: Any) -> None:
+            print(banner(hub, bench, tokens, paths), flush=True)
+
+        await serve(site, site_path=str(paths.site), ready=ready)
+    print("demo stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from hub.runtime import run
+
+    result: list[int] = []
+
+    async def go() -> None:
+        result.append(await run_demo(args))
+
+    try:
+        run(go())
+    except ConfigError as err:
+        print(f"{err.source}: invalid", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"cchub demo: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result[0] if result else 1
