@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from devices.manager import DeviceManager
+from devices.tasks import TaskOwner
 from hub import __version__
 from hub.auth import TokenAuth
 from hub.bus import EventBus
@@ -56,7 +57,7 @@ class Hub:
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner(logger)
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -117,9 +118,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server_task
         await self.equipment.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.store.close()
         if self._socket is not None:
             self._socket.close()
@@ -135,15 +134,7 @@ class Hub:
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a background task that the hub keeps, reaps and cancels on stop."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
     # -- state ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from devices.tasks import TaskOwner
 from lab.benchfile import Device
 from lab.faults import FaultInjector, FaultKind, FaultSpec
 
@@ -74,7 +75,7 @@ class Simulator(abc.ABC):
         self._initial = self.state_model.model_validate(device.state)
         self.state = self._initial.model_copy(deep=True)
         self._on_crash = on_crash
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner(self.log, on_crash=self.crashed)
         self._link_down = False
         self._closing: asyncio.Task[None] | None = None
 
@@ -87,10 +88,7 @@ class Simulator(abc.ABC):
         self.log.info("%s simulator up: %s", self.type_name, self.site_transport())
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tasks.close()
         if self._closing is not None:
             await asyncio.gather(self._closing, return_exceptions=True)
         with contextlib.suppress(Exception):
@@ -100,18 +98,7 @@ class Simulator(abc.ABC):
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
         """Run ``coro`` owned by this simulator; an exception in it crashes only this one."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}: {what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._reap)
-        return task
-
-    def _reap(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        err = task.exception()
-        if err is not None:
-            self.crashed(err)
+        return self._tasks.spawn(coro, f"{self.name}: {what}")
 
     def crashed(self, err: BaseException) -> None:
         """Mark this simulator crashed, close it, and tell the bench; the bench goes on."""
@@ -120,8 +107,7 @@ class Simulator(abc.ABC):
         self.status = SimStatus.CRASHED
         self.crash_reason = f"{type(err).__name__}: {err}"
         self.log.error("simulator crashed: %s", self.crash_reason, exc_info=err)
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         self._closing = asyncio.get_running_loop().create_task(self._close())
         if self._on_crash is not None:
             self._on_crash(self, self.crash_reason)

@@ -228,7 +228,7 @@ class ExtronSisSimulator(Simulator):
             return
         client = _Client(self, writer)
         self._clients[task] = client
-        self._tasks.add(task)
+        self._tasks.adopt(task)
         sender = self.spawn(client.outbox.run(), "tcp writer")
         peer = writer.get_extra_info("peername")
         self.log.info("client connected: %s", peer)
@@ -240,7 +240,6 @@ class ExtronSisSimulator(Simulator):
             self.crashed(err)
         finally:
             self._clients.pop(task, None)
-            self._tasks.discard(task)
             sender.cancel()
             writer.close()
             self.log.info("client gone: %s", peer)
