@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -243,9 +243,9 @@ def message_bound(error: Any) -> str:
     return f"must be {ops[error['type']]} {limit}"
 
 
-def _fields_at(path: tuple[str | int, ...]) -> list[str] | None:
-    """The legal keys of the model that sits at ``path`` in a SiteConfig."""
-    model: Any = SiteConfig
+def _fields_at(root: type[BaseModel], path: tuple[str | int, ...]) -> list[str] | None:
+    """The legal keys of the model that sits at ``path`` under ``root``."""
+    model: Any = root
     for part in path:
         if isinstance(part, int):
             continue
@@ -292,25 +292,36 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-def validate_document(doc: YamlDocument, source: str = "") -> SiteConfig:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_yaml(
+    doc: YamlDocument, model: type[M], error: type[ConfigError], source: str = ""
+) -> M:
+    """Validate a parsed YAML document against ``model``; raise ``error`` listing every
+    problem as ``path: phrase, line N`` (site files, bench scenarios)."""
     if doc.data is None:
-        raise ConfigError(doc.problems or ["empty document"], source)
+        raise error(doc.problems or ["empty document"], source)
     if not isinstance(doc.data, dict):
-        raise ConfigError(["(top level): expected a mapping of sections, line 1"], source)
+        raise error(["(top level): expected a mapping of sections, line 1"], source)
     try:
-        site = SiteConfig.model_validate(doc.data)
+        result = model.model_validate(doc.data)
     except ValidationError as err:
         already = {p.split(":")[0] for p in doc.problems}
-        for error in err.errors():
-            loc = _clean_loc(error["loc"])
+        for item in err.errors():
+            loc = _clean_loc(item["loc"])
             if format_path(loc) in already:
                 continue  # e.g. an unset ${VAR}: one precise problem is enough
-            parent = loc[:-1] if error["type"] == "extra_forbidden" else loc
-            doc.problem(loc, describe_error(error, _fields_at(parent)))
-        raise ConfigError(doc.problems, source) from None
+            parent = loc[:-1] if item["type"] == "extra_forbidden" else loc
+            doc.problem(loc, describe_error(item, _fields_at(model, parent)))
+        raise error(doc.problems, source) from None
     if doc.problems:
-        raise ConfigError(doc.problems, source)
-    return site
+        raise error(doc.problems, source)
+    return result
+
+
+def validate_document(doc: YamlDocument, source: str = "") -> SiteConfig:
+    return validate_yaml(doc, SiteConfig, ConfigError, source)
 
 
 def load_site(path: Path | str) -> SiteConfig:

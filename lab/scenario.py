@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.config import describe_error
+from hub.config import validate_yaml
 from hub.errors import ConfigError
 from hub.yamlsource import load_yaml
 from lab.faults import FaultKind, FaultSpec
@@ -61,16 +61,7 @@ def load_scenario(path: Path | str) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError([f"cannot read scenario: {err.strerror}"], str(path)) from err
-    doc = load_yaml(text)
-    if doc.problems or not isinstance(doc.data, dict):
-        raise ScenarioError(doc.problems or ["(top level): expected a mapping"], str(path))
-    try:
-        return Scenario.model_validate(doc.data)
-    except ValidationError as err:
-        for error in err.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-            doc.problem(loc, describe_error(error))
-        raise ScenarioError(doc.problems, str(path)) from None
+    return validate_yaml(load_yaml(text), Scenario, ScenarioError, str(path))
 
 
 async def run_scenario(bench: Bench, scenario: Scenario) -> None:
