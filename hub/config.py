@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     SecretStr,
@@ -21,8 +22,15 @@ from pydantic import (
 )
 
 from devices.config import DeviceConfig, Model, Name, Port, check_host
+from devices.scenes import SceneConfig, check_scenes
 from hub.errors import ConfigError
 from hub.yamlsource import YamlDocument, format_path, load_yaml
+from monitoring.config import AlarmPolicy, Dependency, dependency_problems
+from monitoring.config import Rule as Rule  # warning rules live in monitoring.config
+from monitoring.config import WarningLevel as WarningLevel
+from sip.dialplan import parse_address
+from sip.trunks import Trunk as Trunk  # trunk models live in sip.trunks
+from sip.trunks import TrunkType as TrunkType
 
 
 class Role(enum.StrEnum):
@@ -66,35 +74,68 @@ class User(Model):
     sip_password: SecretStr | None = None
 
 
+class SipTls(Model):
+    """TLS listener: its own port (default: the SIP port + 1), certificate and key (PEM)."""
+
+    port: Port | None = None
+    cert: Path
+    key: Path
+    ca: Path | None = Field(None, description="verify peers against these CAs")
+
+
+class SipLimits(Model):
+    """Flood bounds: per-source request rate (token bucket) and global caps."""
+
+    rate_per_source: float = Field(200.0, gt=0, description="requests/s from one address")
+    burst_per_source: int = Field(400, ge=1)
+    max_transactions: int = Field(10_000, ge=1)
+    max_message_size: int = Field(65_535, ge=1500, le=1_048_576)
+
+
+class SipTimers(Model):
+    """RFC 3261 timer bases, in seconds (T1 RTT estimate, T2 cap, T4 network lifetime)."""
+
+    t1: float = Field(0.5, gt=0, le=10)
+    t2: float = Field(4.0, gt=0, le=64)
+    t4: float = Field(5.0, gt=0, le=64)
+
+    @model_validator(mode="after")
+    def _t2_not_below_t1(self) -> SipTimers:
+        if self.t2 < self.t1:
+            raise ValueError(f"t2 ({self.t2}) must not be below t1 ({self.t1})")
+        return self
+
+
 class SipSection(Model):
     host: str = "127.0.0.1"
     port: Port = 5060
     domain: str = "cchub.local"
-    transports: list[Literal["udp", "tcp", "tls"]] = ["udp", "tcp"]
+    transports: list[Literal["udp", "tcp", "tls"]] = Field(["udp", "tcp"], min_length=1)
+    tls: SipTls | None = None
+    limits: SipLimits = SipLimits()
+    timers: SipTimers = SipTimers()
     _host = field_validator("host")(check_host)
 
+    @model_validator(mode="after")
+    def _transports(self) -> SipSection:
+        if len(set(self.transports)) != len(self.transports):
+            raise ValueError("a transport is listed twice")
+        if "tls" in self.transports and self.tls is None:
+            raise ValueError("transport 'tls' needs a 'tls' section with cert and key")
+        return self
 
-class TrunkType(enum.StrEnum):
-    PSTN = "pstn-gateway"
-    SATELLITE = "satellite-gateway"
-    PDT = "pdt-gateway"
-    LTE = "lte-gateway"
-    ROIP = "roip-gateway"
-    PEER = "sip-peer"
+    @property
+    def tls_port(self) -> int | None:
+        if "tls" not in self.transports or self.tls is None:
+            return None
+        if self.tls.port is not None:
+            return self.tls.port
+        return self.port + 1 if self.port else 0
 
 
-class Trunk(Model):
-    id: Name
-    type: TrunkType
-    host: str
-    port: Port = 5060
-    transport: Literal["udp", "tcp", "tls"] = "udp"
-    username: str | None = None
-    password: SecretStr | None = None
-    registration: bool = Field(False, description="register to the peer (outbound)")
-    max_calls: int = Field(30, ge=1)
-    options_interval: float = Field(30.0, gt=0)
-    _host = field_validator("host")(check_host)
+def _check_route(value: str) -> str:
+    parse_address(value)  # AddressError is a ValueError with the precise reason
+    return value
 
 
 class Endpoint(Model):
@@ -102,7 +143,7 @@ class Endpoint(Model):
 
     id: Name
     name: str
-    routes: list[Annotated[str, Field(pattern=r"^[a-z]+:.+$")]] = Field(min_length=1)
+    routes: list[Annotated[str, AfterValidator(_check_route)]] = Field(min_length=1)
     roles: list[str] = []
 
 
@@ -115,30 +156,12 @@ class MonitorTarget(Model):
 
 class MonitoringSection(Model):
     targets: list[MonitorTarget] = []
-
-
-class WarningLevel(enum.StrEnum):
-    BLUE = "blue"
-    YELLOW = "yellow"
-    ORANGE = "orange"
-    RED = "red"
-
-
-class Rule(Model):
-    id: Name
-    metric: str
-    above: float | None = None
-    below: float | None = None
-    clear: float | None = None
-    level: WarningLevel = WarningLevel.BLUE
-    consecutive: int = Field(1, ge=1)
-    plan: str | None = None
-
-    @model_validator(mode="after")
-    def _has_threshold(self) -> Rule:
-        if self.above is None and self.below is None:
-            raise ValueError("a rule needs 'above' or 'below'")
-        return self
+    sources: dict[Name, dict[str, str]] = Field(
+        {}, description="labels of each source (e.g. site, room) for rules and escalations"
+    )
+    device_sample_interval: float = Field(
+        10.0, gt=0, description="seconds between feeds of unchanged device states to the rules"
+    )
 
 
 class PlanStep(Model):
@@ -161,12 +184,15 @@ class SiteConfig(Model):
     devices: list[DeviceConfig] = []
     monitoring: MonitoringSection = MonitoringSection()
     rules: list[Rule] = []
+    alarm: AlarmPolicy = AlarmPolicy()
+    dependencies: list[Dependency] = []
     plans: list[Plan] = []
+    scenes: list[SceneConfig] = []
 
     @model_validator(mode="after")
     def _unique(self) -> SiteConfig:
         problems: list[str] = []
-        for section in ("users", "trunks", "endpoints", "devices", "rules", "plans"):
+        for section in ("users", "trunks", "endpoints", "devices", "rules", "plans", "scenes"):
             seen: dict[str, int] = {}
             for index, item in enumerate(getattr(self, section)):
                 key = item.name if section == "users" else item.id
@@ -184,6 +210,49 @@ class SiteConfig(Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _scenes_match_devices(self) -> SiteConfig:
+        problems = check_scenes(self.scenes, self.devices)
+        if problems:
+            raise LocatedProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _alarm_references(self) -> SiteConfig:
+        """Plans named by rules and default actions exist; dependencies have no cycle."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        plans = {p.id for p in self.plans}
+
+        def check(path: tuple[str | int, ...], plan: str | None) -> None:
+            if plan is not None and plan not in plans:
+                problems.append((path, f"no plan {plan!r} (plans: {sorted(plans) or 'none'})"))
+
+        rule_ids = {r.id for r in self.rules}
+        for i, rule in enumerate(self.rules):
+            check(("rules", i, "plan"), rule.plan)
+            for j, step in enumerate(rule.actions or ()):
+                check(("rules", i, "actions", j, "plan"), step.plan)
+        for level, steps in self.alarm.actions.items():
+            for j, step in enumerate(steps):
+                check(("alarm", "actions", level.value, j, "plan"), step.plan)
+        for i, esc in enumerate(self.alarm.escalations):
+            if esc.id in rule_ids:
+                problems.append((("alarm", "escalations", i, "id"), f"{esc.id!r} is a rule id"))
+        problems += [
+            (("dependencies",), p.split(": ", 1)[1]) for p in dependency_problems(self.dependencies)
+        ]
+        if problems:
+            raise LocatedProblems(problems)
+        return self
+
+
+class LocatedProblems(ValueError):
+    """Cross-section problems (a scene naming a device), each at its own key path."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{format_path(p)}: {m}" for p, m in problems))
 
 
 # -- error reporting -----------------------------------------------------------------------
@@ -219,6 +288,10 @@ def describe_error(error: Any, owner_fields: list[str] | None = None) -> str:
         return f"'{error['ctx']['discriminator'].strip(chr(39))}' is required"
     if kind == "string_pattern_mismatch":
         return f"does not match the pattern {error['ctx']['pattern']}"
+    if kind in ("too_short", "too_long") and not isinstance(error.get("input"), str):
+        least = kind == "too_short"
+        limit = error["ctx"]["min_length" if least else "max_length"]
+        return f"must have at {'least' if least else 'most'} {limit} item(s)"
     if kind in ("too_short", "string_too_short"):
         return f"must be at least {error['ctx']['min_length']} characters"
     if kind in ("too_long", "string_too_long"):
@@ -309,6 +382,11 @@ def validate_yaml(
     except ValidationError as err:
         already = {p.split(":")[0] for p in doc.problems}
         for item in err.errors():
+            located = item.get("ctx", {}).get("error")
+            if isinstance(located, LocatedProblems):
+                for path, message in located.problems:
+                    doc.problem(path, message)
+                continue
             loc = _clean_loc(item["loc"])
             if format_path(loc) in already:
                 continue  # e.g. an unset ${VAR}: one precise problem is enough

@@ -139,3 +139,112 @@ class DeviceStateChanged(Event):
     online: bool
     state: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneStarted(Event):
+    """A scene (一键场景) is being applied to its devices."""
+
+    kind: ClassVar[str] = "scene.started"
+    scene: str
+    name: str = ""
+    actor: str = ""
+    devices: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneApplied(Event):
+    """Every step of a scene took effect, verified from device state; ``report`` per step."""
+
+    kind: ClassVar[str] = "scene.applied"
+    scene: str
+    name: str = ""
+    actor: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SceneFailed(Event):
+    """A step of a scene failed; ``outcome`` says what became of the others (rolled_back,
+    rollback_failed, stopped, partial) and ``report`` has each step's status and code."""
+
+    kind: ClassVar[str] = "scene.failed"
+    scene: str
+    name: str = ""
+    actor: str = ""
+    outcome: str = ""
+    failed_step: int | None = None
+    error: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmStateChanged(Event):
+    """An alarm moved in its lifecycle: raised, acknowledged, returned to normal, latched,
+    shelved, suppressed... (``old``/``new`` are alarm states, ``cause`` what moved it)."""
+
+    kind: ClassVar[str] = "alarm.state"
+    alarm: str
+    rule: str
+    source: str
+    level: str
+    old: str
+    new: str
+    cause: str
+    condition: str
+    count: int = 1
+    message: str = ""
+    actor: str = ""
+    comment: str = ""
+    suppressed_by: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmUpdated(Event):
+    """An alarm changed without moving: its count, message or flapping flag."""
+
+    kind: ClassVar[str] = "alarm.updated"
+    alarm: str
+    level: str
+    state: str
+    condition: str
+    count: int
+    message: str = ""
+    flapping: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmNotified(Event):
+    """A ``notify`` step of an alarm: the consoles should show it to the people on duty."""
+
+    kind: ClassVar[str] = "alarm.notify"
+    alarm: str
+    rule: str
+    source: str
+    level: str
+    state: str
+    message: str
+    step: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmActionDone(Event):
+    """An action step of an alarm was carried out (``ok``) or failed (``detail`` says why)."""
+
+    kind: ClassVar[str] = "alarm.action"
+    alarm: str
+    action: str
+    step: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRequested(Event):
+    """Someone (a rule's step, a person) asks for a plan (预案) to start."""
+
+    kind: ClassVar[str] = "plan.requested"
+    plan: str
+    requested_by: str
+    alarm: str = ""
+    reason: str = ""

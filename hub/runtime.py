@@ -16,11 +16,13 @@ import uvicorn
 from devices.manager import DeviceManager
 from devices.tasks import TaskOwner
 from hub import __version__
+from hub.alarms import AlarmService
 from hub.auth import TokenAuth
 from hub.bus import EventBus
 from hub.config import SiteConfig
 from hub.equipment import Equipment
 from hub.events import HubStarted, HubStopping, SubsystemState
+from hub.scenes import scene_engine
 from hub.store import SqliteStore, Store
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ class Hub:
         self.bus = EventBus(sink=self.store)
         self.auth = TokenAuth(site.users)
         self.equipment = Equipment(DeviceManager(site.devices), self.bus)
+        self.alarms = AlarmService(site, self.bus, self.store)
+        self.scenes = scene_engine(self.equipment.manager, site.scenes, self.bus)
         self.stopped = asyncio.Event()
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -65,6 +69,7 @@ class Hub:
     async def start(self) -> None:
         await self.store.open()
         self.bus.continue_from(await self.store.last_event_id())
+        await self.alarms.start()  # before the devices: their first states are fed in
         await self.equipment.start()
         await self._start_api()
         self._started = True
@@ -117,7 +122,9 @@ class Hub:
         if self._server_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server_task
+        await self.scenes.close()
         await self.equipment.stop()
+        await self.alarms.stop()
         await self._tasks.close()
         await self.store.close()
         if self._socket is not None:

@@ -82,7 +82,8 @@ class AuditAndMetrics:
 
 
 def create_app(hub: Hub) -> FastAPI:
-    from hub.api import console, devices, routes, stream
+    from hub.alarms import AlarmCollector
+    from hub.api import alarms, console, devices, routes, scenes, stream
 
     app = FastAPI(
         title="cchub",
@@ -94,10 +95,13 @@ def create_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     metrics = ApiMetrics(hub)
     app.state.metrics = metrics
+    metrics.registry.register(AlarmCollector(hub.alarms))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)
     app.include_router(devices.router)
+    app.include_router(alarms.router)
+    app.include_router(scenes.router)
     app.include_router(console.router)
     app.add_middleware(AuditAndMetrics, hub=hub, metrics=metrics)
     return app

@@ -5,9 +5,11 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from hub.events import Event
+from monitoring.alarms import AlarmSnapshot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +24,21 @@ class AuditEntry:
     result: str
     detail: str = ""
     ts: float = 0.0
+    id: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmHistoryEntry:
+    """One line of an alarm's append-only history: a transition, an ack, an action result."""
+
+    alarm_id: str
+    ts: float
+    old_state: str
+    new_state: str
+    cause: str
+    actor: str = ""
+    comment: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
     id: int = 0
 
 
@@ -63,6 +80,18 @@ class Store(abc.ABC):
         self, *, limit: int = 100, actor: str | None = None
     ) -> list[AuditEntry]:
         """Newest audit entries first."""
+
+    @abc.abstractmethod
+    def save_alarm(self, alarm: AlarmSnapshot, history: AlarmHistoryEntry | None = None) -> None:
+        """Queue the alarm's current row (upsert) and, if given, one history line after it."""
+
+    @abc.abstractmethod
+    async def load_alarms(self) -> list[AlarmSnapshot]:
+        """Every stored alarm (normal ones included), to restore after a restart."""
+
+    @abc.abstractmethod
+    async def alarm_history(self, alarm_id: str, *, limit: int = 500) -> list[AlarmHistoryEntry]:
+        """The alarm's history, oldest first (the newest ``limit`` lines)."""
 
     @abc.abstractmethod
     def health(self) -> tuple[bool, str]:

@@ -78,6 +78,35 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX recordings_conference ON recordings(conference, start_ts);
         """,
     ),
+    (
+        2,
+        # The warning core: current alarms gain their condition and count; every transition,
+        # acknowledgement and action goes into an append-only history.
+        """
+        ALTER TABLE alarms ADD COLUMN condition TEXT NOT NULL DEFAULT 'normal';
+        ALTER TABLE alarms ADD COLUMN count INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE alarms ADD COLUMN shelve_reason TEXT;
+        CREATE INDEX alarms_level ON alarms(level, state);
+        CREATE INDEX alarms_source ON alarms(source);
+
+        CREATE TABLE alarm_history (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            alarm_id  TEXT NOT NULL,
+            ts        REAL NOT NULL,
+            old_state TEXT NOT NULL,
+            new_state TEXT NOT NULL,
+            cause     TEXT NOT NULL,
+            actor     TEXT NOT NULL DEFAULT '',
+            comment   TEXT NOT NULL DEFAULT '',
+            data      TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX alarm_history_alarm ON alarm_history(alarm_id, id);
+        CREATE TRIGGER alarm_history_append_only_update BEFORE UPDATE ON alarm_history
+            BEGIN SELECT RAISE(ABORT, 'the alarm history is append-only'); END;
+        CREATE TRIGGER alarm_history_append_only_delete BEFORE DELETE ON alarm_history
+            BEGIN SELECT RAISE(ABORT, 'the alarm history is append-only'); END;
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

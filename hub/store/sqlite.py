@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 
 from hub.errors import StoreError
 from hub.events import Event, event_from_record
-from hub.store.base import AuditEntry, Store
+from hub.store.base import AlarmHistoryEntry, AuditEntry, Store
 from hub.store.migrations import LATEST, MIGRATIONS
+from monitoring.alarms import AlarmSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +308,88 @@ class SqliteStore(Store):
                 detail=r[8],
             )
             for r in rows
+        ]
+
+    # -- alarms --------------------------------------------------------------------------
+
+    def save_alarm(self, alarm: AlarmSnapshot, history: AlarmHistoryEntry | None = None) -> None:
+        data = json.dumps(alarm.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        self._enqueue(
+            "INSERT INTO alarms(id, rule, source, level, state, raised_ts, updated_ts, ack_by,"
+            " ack_ts, ack_comment, shelved_until, data, condition, count, shelve_reason)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET rule=excluded.rule, source=excluded.source,"
+            " level=excluded.level, state=excluded.state, raised_ts=excluded.raised_ts,"
+            " updated_ts=excluded.updated_ts, ack_by=excluded.ack_by, ack_ts=excluded.ack_ts,"
+            " ack_comment=excluded.ack_comment, shelved_until=excluded.shelved_until,"
+            " data=excluded.data, condition=excluded.condition, count=excluded.count,"
+            " shelve_reason=excluded.shelve_reason",
+            (
+                alarm.id,
+                alarm.rule,
+                alarm.source,
+                alarm.level.value,
+                alarm.state.value,
+                alarm.raised_ts,
+                alarm.updated_ts,
+                alarm.ack_by,
+                alarm.ack_ts,
+                alarm.ack_comment,
+                alarm.shelved_until,
+                data,
+                alarm.condition.value,
+                alarm.count,
+                alarm.shelve_reason,
+            ),
+            False,
+        )
+        if history is not None:
+            self._enqueue(
+                "INSERT INTO alarm_history(alarm_id, ts, old_state, new_state, cause, actor,"
+                " comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    history.alarm_id,
+                    history.ts,
+                    history.old_state,
+                    history.new_state,
+                    history.cause,
+                    history.actor,
+                    history.comment,
+                    json.dumps(history.data, ensure_ascii=False, separators=(",", ":")),
+                ),
+                False,
+            )
+
+    async def load_alarms(self) -> list[AlarmSnapshot]:
+        rows = await self._read(lambda: self._rows("SELECT id, data FROM alarms ORDER BY id", ()))
+        out: list[AlarmSnapshot] = []
+        for alarm_id, data in rows:
+            try:
+                out.append(AlarmSnapshot.from_dict(json.loads(data)))
+            except (ValueError, KeyError, TypeError) as err:
+                # one unreadable row must not keep the others (or the hub) down
+                logger.error("stored alarm %r cannot be read back, skipped: %s", alarm_id, err)
+        return out
+
+    async def alarm_history(self, alarm_id: str, *, limit: int = 500) -> list[AlarmHistoryEntry]:
+        sql = (
+            "SELECT id, alarm_id, ts, old_state, new_state, cause, actor, comment, data"
+            " FROM alarm_history WHERE alarm_id = ? ORDER BY id DESC LIMIT ?"
+        )
+        rows = await self._read(lambda: self._rows(sql, (alarm_id, limit)))
+        return [
+            AlarmHistoryEntry(
+                id=r[0],
+                alarm_id=r[1],
+                ts=r[2],
+                old_state=r[3],
+                new_state=r[4],
+                cause=r[5],
+                actor=r[6],
+                comment=r[7],
+                data=json.loads(r[8]),
+            )
+            for r in reversed(rows)
         ]
 
 
