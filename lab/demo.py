@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.capabilities import Display, Matrix, Ptz, capabilities_of
+from devices.config import DeviceConfig
+from devices.scenes import SceneConfig, check_scenes
 from hub.config import Role, SiteConfig, load_site
 from hub.errors import ConfigError
 from lab.bench import Bench
 from lab.benchfile import load_bench
-from lab.sitefile import site_document, write_site
+from lab.sitefile import device_entries, site_document, write_site
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +64,49 @@ def demo_site(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
     if "snmp" in SiteConfig.model_fields:  # the hub's own SNMP agent, once the site has it
         sections["snmp"] = {"host": args.host, "port": args.snmp_port}
+    scenes = demo_scenes(bench)
+    if scenes:
+        sections["scenes"] = scenes
     return site_document(bench, **sections)
+
+
+def demo_scenes(bench: Bench) -> list[dict[str, Any]]:
+    """A scene (一键场景) over what the bench has: incident feeds on every matrix's first two
+    outputs (together), each camera to its first preset, the display to another input."""
+    steps: list[dict[str, Any]] = []
+    entries = device_entries(bench)
+    for entry in entries:
+        device, caps = entry["id"], capabilities_of(entry["type"])
+        sim = bench.sims.get(device)
+        state = sim.snapshot() if sim is not None else {}
+        if Matrix in caps:
+            steps += [
+                {
+                    "device": device,
+                    "command": "route",
+                    "input": source,
+                    "output": output,
+                    "parallel_group": "matrices",
+                }
+                for source, output in ((3, 1), (4, 2))
+            ]
+        elif Ptz in caps and state.get("presets"):
+            preset = min(int(p) for p in state["presets"])
+            steps.append({"device": device, "command": "preset_recall", "preset": preset})
+        elif Display in caps:
+            other = [i for i in state.get("inputs", []) if i != state.get("input")]
+            if other:
+                steps.append({"device": device, "command": "input", "input": other[0]})
+    # matrices first: their group must be contiguous
+    steps.sort(key=lambda step: "parallel_group" not in step)
+    if not steps:
+        return []
+    scene = {"id": "incident-wall", "name": "Incident feeds on the wall", "steps": steps}
+    # leave out what a device would refuse (a declarative wall whose profile maps no route)
+    configs = [DeviceConfig.model_validate(entry) for entry in entries]
+    refused = {path[3] for path, _ in check_scenes([SceneConfig.model_validate(scene)], configs)}
+    scene["steps"] = [step for i, step in enumerate(steps) if i not in refused]
+    return [scene] if scene["steps"] else []
 
 
 def write_demo_files(bench: Bench, args: argparse.Namespace, tokens: dict[Role, str]) -> DemoPaths:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.registry import known_types
 from hub.config import load_site
 from hub.errors import ConfigError
 
@@ -72,7 +73,7 @@ def test_device_errors_name_the_index_and_legal_types(tmp_path: Path) -> None:
     assert problems[1].startswith(
         "devices[4].type: unknown device type 'no-such-box' (legal types:"
     )
-    assert "extron-sis, kenwood-cat, ups-mib" in problems[1]
+    assert f"(legal types: {', '.join(known_types())})" in problems[1]
     assert problems[1].endswith(", line 15")
 
 
@@ -139,3 +140,77 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert f"{good}: OK" in result.stdout
     assert f"{bad}: 7 problem(s)" in result.stdout
     assert "  hub.api.port: expected integer, line 3" in result.stdout
+
+
+SIP_BAD = """\
+sip:
+  transports: [udp, tls]
+trunks:
+  - id: sat
+    type: satellite-gateway
+    host: 10.0.0.9
+    registration: {expiry: 600}
+  - id: pdt
+    type: pdt-gateway
+    host: 10.0.0.8
+    dialplan:
+      - scheme: pdt
+        headers: {X-Call: "{type}"}
+endpoints:
+  - id: e1
+    name: One
+    routes: ["pstn:+86 138", "pdt:grp/1", "fax:1"]
+"""
+
+
+def test_sip_trunk_and_route_problems_have_paths(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, SIP_BAD)
+    assert problems == [
+        "sip: transport 'tls' needs a 'tls' section with cert and key, line 1",
+        "trunks[0]: registration needs a username (registration.username or username), line 4",
+        "trunks[1].dialplan[0].headers: bad value of header 'X-Call' '{type}': unknown "
+        "placeholder {type} (legal: {kind}, {number}, {scheme}), line 13",
+        "endpoints[0].routes[1]: bad PDT address 'pdt:grp/1': 'grp' is not 'group' or 'unit', "
+        "line 17",
+        "endpoints[0].routes[2]: unknown address scheme 'fax:' (expected one of pstn:, sat:, "
+        "pdt:, lte:, roip:, sip:, sips:, tel:, user:), line 17",
+    ]
+
+
+def test_example_trunks_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sip.dialplan import Dialplan
+
+    for name in ("DISPATCHER", "ENGINEER", "OPS", "PLATFORM", "ADMIN"):
+        monkeypatch.setenv(f"CCHUB_TOKEN_{name}", f"example-{name.lower()}-token-123")
+    monkeypatch.setenv("CCHUB_TIANTONG_PASSWORD", "sat-secret")
+    site = load_site(ROOT / "examples" / "site.yaml")
+    assert site.sip.limits.rate_per_source == 200 and site.sip.timers.t2 == 4.0
+    assert site.sip.tls_port is None
+    sat = next(t for t in site.trunks if t.id == "tiantong")
+    assert sat.register_username == "centre" and sat.registration is not None
+    assert sat.registration.expiry == 600
+    plan = Dialplan(
+        site.trunks,
+        domain=site.sip.domain,
+        endpoints={e.id: e.routes for e in site.endpoints},
+    )
+    assert [(c.trunk, str(c.request_uri)) for c in plan.resolve_endpoint("duty-officer")] == [
+        ("pstn-1", "sip:013800138000@127.0.0.1:5070;user=phone"),
+        ("pdt-1", "sip:2001@127.0.0.1:5090;call-type=unit"),
+        ("tiantong", "sip:17400000001@127.0.0.1:5080;user=phone"),
+    ]
+
+
+def test_sip_tls_listener(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "sip:\n  port: 5060\n  transports: [udp, tcp, tls]\n"
+        "  tls: {cert: /etc/cchub/sip.crt, key: /etc/cchub/sip.key}\n"
+    )
+    site = load_site(path)
+    assert site.sip.tls_port == 5061
+    assert site.sip.tls is not None and site.sip.tls.cert == Path("/etc/cchub/sip.crt")
+    path.write_text("sip:\n  timers: {t1: 2.0, t2: 1.0}\n")
+    assert problems_of(tmp_path, path.read_text()) == [
+        "sip.timers: t2 (1.0) must not be below t1 (2.0), line 2"
+    ]
