@@ -14,10 +14,11 @@ import random
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from devices.capabilities import Capability, validate_command
 from devices.config import DeviceConfig, Model
 from devices.errors import (
     DeviceBusy,
@@ -91,6 +92,8 @@ class Device(abc.ABC, Generic[C]):
     """One coordinator per device; async-context-manageable (``async with driver: ...``)."""
 
     Options: ClassVar[type[DeviceOptions]] = DeviceOptions
+    # what the device is (Matrix, Display...): fixes its command vocabulary and state keys
+    capabilities: ClassVar[tuple[type[Capability], ...]] = ()
 
     def __init__(self, config: DeviceConfig) -> None:
         self.config = config
@@ -134,8 +137,12 @@ class Device(abc.ABC, Generic[C]):
     def _prepare(self, command: Mapping[str, Any]) -> C:
         """Validate a command dict into a typed command; raise :class:`InvalidCommand`.
 
-        The default accepts nothing: a device without commands still answers ``refresh``.
+        The default validates through the declared ``capabilities`` (the command model is
+        the typed command); drivers override it to add device limits, calling ``super()``.
+        A device without capabilities accepts nothing but ``refresh``.
         """
+        if self.capabilities:
+            return cast(C, validate_command(self.capabilities, command, self.config.type))
         raise InvalidCommand(
             f"unknown command {command.get('command')!r} for {self.config.type} (legal: refresh)"
         )

@@ -1,7 +1,7 @@
-"""Byte links to devices: TCP (asyncio streams), serial (pyserial-asyncio-fast, pyserial URLs).
+"""Byte links to devices: TCP (asyncio streams), serial (pyserial-asyncio-fast, pyserial URLs), UDP.
 
-A link is opened with :func:`open_link` under a timeout and yields raw bytes; framing and
-parsing happen above it, never in its callbacks.
+A link is opened with :func:`open_link` under a timeout and yields raw bytes (one datagram per
+read on UDP); framing and parsing happen above it, never in its callbacks.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import abc
 import asyncio
 import contextlib
 import io
+from typing import Any, cast
 
 import serial
 import serial_asyncio_fast
 
-from devices.config import SerialTransport, TcpTransport
+from devices.config import SerialTransport, TcpTransport, UdpTransport
 from devices.errors import DeviceUnavailable
 
 READ_SIZE = 4096
@@ -101,6 +102,56 @@ class UrlSerialLink(Link):
             await asyncio.to_thread(self._port.close)
 
 
+class DatagramLink(Link, asyncio.DatagramProtocol):
+    """A connected UDP socket: each read is one datagram; ICMP unreachable ends the link."""
+
+    MAX_QUEUED = 256  # datagrams held for a slow reader; more are dropped
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(self.MAX_QUEUED)
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(ConnectionError(f"{self.description}: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(ConnectionError(f"{self.description}: closed"))
+
+    async def read(self) -> bytes:
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def write(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionError(f"{self.description}: link closed")
+        self._transport.sendto(data)
+
+    async def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+
+async def _open_udp(transport: UdpTransport) -> Link:
+    description = f"udp://{transport.host}:{transport.port}"
+    link = DatagramLink(description)
+    await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: link, remote_addr=(transport.host, transport.port)
+    )
+    return link
+
+
 async def _open_tcp(transport: TcpTransport) -> Link:
     reader, writer = await asyncio.open_connection(transport.host, transport.port)
     return StreamLink(reader, writer, f"tcp://{transport.host}:{transport.port}")
@@ -136,17 +187,19 @@ async def _open_serial(transport: SerialTransport) -> Link:
     return StreamLink(reader, writer, transport.port)
 
 
-async def open_link(transport: TcpTransport | SerialTransport, limit: float) -> Link:
-    """Open a link to a TCP or serial transport, raising :class:`DeviceUnavailable` on failure."""
+async def open_link(transport: TcpTransport | SerialTransport | UdpTransport, limit: float) -> Link:
+    """Open a link to a TCP, serial or UDP transport, raising :class:`DeviceUnavailable`."""
     where = (
-        f"tcp://{transport.host}:{transport.port}"
-        if isinstance(transport, TcpTransport)
-        else transport.port
+        transport.port
+        if isinstance(transport, SerialTransport)
+        else f"{transport.kind}://{transport.host}:{transport.port}"
     )
     try:
         async with asyncio.timeout(limit):
             if isinstance(transport, TcpTransport):
                 return await _open_tcp(transport)
+            if isinstance(transport, UdpTransport):
+                return await _open_udp(transport)
             return await _open_serial(transport)
     except TimeoutError:
         raise DeviceUnavailable(f"cannot open {where}: no answer within {limit:g} s") from None

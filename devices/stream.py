@@ -1,4 +1,4 @@
-"""Devices on a byte stream (TCP or serial): framed reader, one request in flight, reply demux.
+"""Devices on a byte stream (TCP, serial; UDP datagrams): framed reader, one request in flight.
 
 The reader task frames and decodes bytes; a decoded message goes to the waiting request if
 that request accepts it, otherwise to ``_on_unsolicited`` (front-panel changes, banners).
@@ -10,10 +10,10 @@ import abc
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from devices.base import C, Device
-from devices.config import DeviceConfig, SerialTransport, TcpTransport
+from devices.config import DeviceConfig, SerialTransport, TcpTransport, UdpTransport
 from devices.errors import DeviceConfigError, DeviceTimeout, DeviceUnavailable, InvalidCommand
 from devices.link import Link, open_link
 from protocols.framing import Framer, FramingError
@@ -30,14 +30,20 @@ class _Waiter(Generic[M]):
 class StreamDevice(Device[C], Generic[C, M]):
     """A device reached over TCP or serial; ``M`` is the driver's decoded message type."""
 
+    # the transports the driver speaks; "udp" reads one datagram per frame
+    transport_kinds: ClassVar[tuple[str, ...]] = ("tcp", "serial")
+
     def __init__(self, config: DeviceConfig) -> None:
         super().__init__(config)
-        if not isinstance(config.transport, TcpTransport | SerialTransport):
+        transport = config.transport
+        if transport.kind not in self.transport_kinds or not isinstance(
+            transport, TcpTransport | SerialTransport | UdpTransport
+        ):
             raise DeviceConfigError(
-                f"device {config.id!r} ({config.type}) needs a tcp or serial transport, "
-                f"not {config.transport.kind!r}"
+                f"device {config.id!r} ({config.type}) needs a "
+                f"{' or '.join(self.transport_kinds)} transport, not {transport.kind!r}"
             )
-        self.transport: TcpTransport | SerialTransport = config.transport
+        self.transport: TcpTransport | SerialTransport | UdpTransport = transport
         self._link: Link | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiter: _Waiter[M] | None = None
@@ -91,6 +97,7 @@ class StreamDevice(Device[C], Generic[C, M]):
             except TimeoutError:
                 self.log.debug("no answer to %r (attempt %d/%d)", request, attempt, attempts)
             except (OSError, ConnectionError) as err:
+                self._waiter = None  # nobody awaits its future any more
                 self._link_lost(f"write failed: {err}")
                 raise DeviceUnavailable(f"device {self.id}: write failed: {err}") from err
             finally:

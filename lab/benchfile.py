@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from devices.config import MIN_USM_KEY, SnmpAuthProtocol, SnmpPrivProtocol
 from devices.registry import known_types
 from hub.config import describe_error
 from hub.errors import ConfigError
@@ -57,18 +58,41 @@ class TcpResource(Model):
     port: Port = Field(0, description="0: a free port")
 
 
+class UdpResource(Model):
+    """A UDP port (VISCA over IP)."""
+
+    kind: Literal["udp"]
+    host: str = "127.0.0.1"
+    port: Port = Field(0, description="0: a free port")
+
+
 class SnmpResource(Model):
     kind: Literal["snmp"]
     host: str = "127.0.0.1"
     port: Port = Field(0, description="0: a free port")
-    version: Literal["1", "2c"] = "2c"
-    community: str = "public"
+    version: Literal["1", "2c", "3"] = "2c"
+    community: str = Field("public", description="v1/v2c; with v3 the context name")
+    # SNMPv3 (USM): the agent's user; the fields and rules of the site file's snmp transport
+    user: str | None = None
+    auth_protocol: SnmpAuthProtocol | None = None
+    auth_key: str | None = Field(None, min_length=MIN_USM_KEY)
+    priv_protocol: SnmpPrivProtocol | None = None
+    priv_key: str | None = Field(None, min_length=MIN_USM_KEY)
+
+    @model_validator(mode="after")
+    def _usm(self) -> SnmpResource:
+        if self.version == "3" and self.user is None:
+            raise ValueError("SNMPv3 needs a user")
+        if self.priv_key is not None and self.auth_key is None:
+            raise ValueError("priv_key needs an auth_key (authPriv)")
+        return self
 
 
 Resource = Annotated[
-    PtyResource | SerialResource | TcpResource | SnmpResource, Field(discriminator="kind")
+    PtyResource | SerialResource | TcpResource | UdpResource | SnmpResource,
+    Field(discriminator="kind"),
 ]
-RESOURCE_KINDS = ("pty", "serial", "tcp", "snmp")
+RESOURCE_KINDS = ("pty", "serial", "tcp", "udp", "snmp")
 
 
 class Driver(Model):
@@ -191,6 +215,7 @@ def _allowed(loc: tuple[str | int, ...], doc: YamlDocument) -> str:
                 "pty": PtyResource,
                 "serial": SerialResource,
                 "tcp": TcpResource,
+                "udp": UdpResource,
                 "snmp": SnmpResource,
             }.get(str(data.get("kind")))
         else:

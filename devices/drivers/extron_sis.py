@@ -8,9 +8,10 @@ from typing import Any
 from pydantic import Field
 
 from devices.base import DeviceOptions
+from devices.capabilities import Matrix, Route, validate_command
 from devices.errors import DeviceCommandError, InvalidCommand
 from devices.registry import register
-from devices.stream import StreamDevice, require_int
+from devices.stream import StreamDevice
 from protocols import extron_sis as sis
 from protocols.framing import Framer
 
@@ -40,6 +41,7 @@ class ExtronSis(StreamDevice[sis.Tie, sis.SisResponse]):
     """State: ``ties`` (output -> input, video/all) and ``audio_ties`` (audio breakaway)."""
 
     Options = ExtronOptions
+    capabilities = (Matrix,)
     options: ExtronOptions
 
     def _framer(self) -> Framer:
@@ -58,7 +60,12 @@ class ExtronSis(StreamDevice[sis.Tie, sis.SisResponse]):
             assert isinstance(reply, sis.TieStatus)
             ties[output] = reply.input
         audio = self._snapshot.state.get("audio_ties", {})
-        return {"outputs": self.options.outputs, "ties": ties, "audio_ties": dict(audio)}
+        return {
+            "inputs": self.options.inputs,
+            "outputs": self.options.outputs,
+            "ties": ties,
+            "audio_ties": dict(audio),
+        }
 
     def _apply_tie(self, report: sis.TieReport) -> None:
         state = self._snapshot.state
@@ -82,16 +89,13 @@ class ExtronSis(StreamDevice[sis.Tie, sis.SisResponse]):
             self.log.debug("unsolicited %r", message)
 
     def _prepare(self, command: Mapping[str, Any]) -> sis.Tie:
-        name = command.get("command")
-        if name != "route":
-            raise InvalidCommand(f"unknown command {name!r} for extron-sis (legal: route, refresh)")
-        output = require_int(command, "output", 1, self.options.outputs)
-        source = require_int(command, "input", 0, self.options.inputs)
-        try:
-            kind = sis.TieKind.from_name(str(command.get("type", "all")))
-        except ValueError as err:
-            raise InvalidCommand(str(err)) from None
-        return sis.Tie(source, output, kind)
+        route = validate_command(self.capabilities, command, self.config.type)
+        assert isinstance(route, Route)
+        if route.output > self.options.outputs:
+            raise InvalidCommand(f"'output' must be 1..{self.options.outputs}, got {route.output}")
+        if route.input > self.options.inputs:
+            raise InvalidCommand(f"'input' must be 0..{self.options.inputs}, got {route.input}")
+        return sis.Tie(route.input, route.output, sis.TieKind.from_name(route.type))
 
     async def _execute(self, command: sis.Tie) -> dict[str, Any]:
         request = bytes(command)

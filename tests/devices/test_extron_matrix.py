@@ -57,7 +57,7 @@ async def test_invalid_commands_are_refused_before_sending(sis_server: SisServer
         bad: list[tuple[dict[str, Any], str]] = [
             ({"command": "route", "input": 1, "output": 9}, "'output' must be 1..4, got 9"),
             ({"command": "route", "input": "1", "output": 1}, "'input' must be an integer"),
-            ({"command": "route", "input": 1, "output": 1, "type": "rgb"}, "unknown tie type"),
+            ({"command": "route", "input": 1, "output": 1, "type": "rgb"}, "'type' must be one of"),
             ({"command": "mute"}, "unknown command 'mute' for extron-sis"),
         ]
         for command, message in bad:

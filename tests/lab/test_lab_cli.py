@@ -78,7 +78,7 @@ def test_lab_up_writes_a_working_site_and_lab_down_stops_everything(
     assert state["pid"] == up.pid and len(state["children"]) == 1
     site = load_site(tmp_path / "site.yaml")
     by_type = {d.type: d.transport.model_dump() for d in site.devices}
-    assert set(by_type) == {"kenwood-cat", "extron-sis", "ups-mib"}
+    assert {"kenwood-cat", "extron-sis", "ups-mib"} <= set(by_type)  # the first three, at least
     assert Path(by_type["kenwood-cat"]["port"]).exists()
     assert SisPeer(by_type["extron-sis"]).ask(b"Q") == b"1.23"
     snmp = {**by_type["ups-mib"], "community": "public"}
