@@ -24,10 +24,21 @@ from pydantic import (
 from devices.config import DeviceConfig, Model, Name, Port, check_host
 from devices.scenes import SceneConfig, check_scenes
 from hub.errors import ConfigError
+from hub.plans import STEP_KINDS, PlanConfig, check_plans
+from hub.snmp.config import SnmpSection, snmp_problems
 from hub.yamlsource import YamlDocument, format_path, load_yaml
-from monitoring.config import AlarmPolicy, Dependency, dependency_problems
+from monitoring.config import ActionStep, AlarmPolicy, Dependency, dependency_problems
 from monitoring.config import Rule as Rule  # warning rules live in monitoring.config
 from monitoring.config import WarningLevel as WarningLevel
+from monitoring.targets import (
+    TARGET_KINDS,
+    MqttFeed,
+    PushPolicy,
+    SeriesPolicy,
+    Target,
+    TrapListener,
+    duplicate_target_ids,
+)
 from sip.dialplan import parse_address
 from sip.trunks import Trunk as Trunk  # trunk models live in sip.trunks
 from sip.trunks import TrunkType as TrunkType
@@ -147,15 +158,15 @@ class Endpoint(Model):
     roles: list[str] = []
 
 
-class MonitorTarget(Model):
-    id: Name
-    kind: Literal["snmp", "nut", "modbus", "sip-options", "rtsp", "device"]
-    target: str
-    interval: float = Field(30.0, gt=0)
-
-
 class MonitoringSection(Model):
-    targets: list[MonitorTarget] = []
+    """Producers of the warning core: polled targets, the trap listener, MQTT feeds, HTTP
+    push; and the recent series kept for ``/api/v1/metrics``."""
+
+    targets: list[Target] = []
+    traps: TrapListener | None = None
+    mqtt: list[MqttFeed] = []
+    push: PushPolicy = PushPolicy()
+    series: SeriesPolicy = SeriesPolicy()
     sources: dict[Name, dict[str, str]] = Field(
         {}, description="labels of each source (e.g. site, room) for rules and escalations"
     )
@@ -163,16 +174,15 @@ class MonitoringSection(Model):
         10.0, gt=0, description="seconds between feeds of unchanged device states to the rules"
     )
 
+    @model_validator(mode="after")
+    def _unique_targets(self) -> MonitoringSection:
+        problems = duplicate_target_ids(self.targets)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
-class PlanStep(Model):
-    action: str
-    args: dict[str, Any] = {}
 
-
-class Plan(Model):
-    id: Name
-    name: str
-    steps: list[PlanStep] = Field(min_length=1)
+Plan = PlanConfig  # plans (预案) live in hub.plans: steps by kind, depends_on
 
 
 class SiteConfig(Model):
@@ -188,6 +198,7 @@ class SiteConfig(Model):
     dependencies: list[Dependency] = []
     plans: list[Plan] = []
     scenes: list[SceneConfig] = []
+    snmp: SnmpSection | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> SiteConfig:
@@ -242,6 +253,35 @@ class SiteConfig(Model):
         problems += [
             (("dependencies",), p.split(": ", 1)[1]) for p in dependency_problems(self.dependencies)
         ]
+        if problems:
+            raise LocatedProblems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _plans_and_snmp(self) -> SiteConfig:
+        """Plan steps against scenes and devices; trap steps against the SNMP targets."""
+        problems = check_plans(self.plans, self.scenes, self.devices)
+        if self.snmp is not None:
+            problems += snmp_problems(self.snmp)
+        targets = [t.id for t in self.snmp.traps.targets] if self.snmp else []
+        steps: list[tuple[tuple[str | int, ...], ActionStep]] = [
+            (("rules", i, "actions", j), s)
+            for i, r in enumerate(self.rules)
+            for j, s in enumerate(r.actions or ())
+        ]
+        steps += [
+            (("alarm", "actions", level.value, j), s)
+            for level, level_steps in self.alarm.actions.items()
+            for j, s in enumerate(level_steps)
+        ]
+        for path, step in steps:
+            if step.do != "trap":
+                continue
+            if not targets:
+                problems.append(((*path, "do"), "a trap step needs snmp.traps.targets"))
+            elif step.target is not None and step.target not in targets:
+                legal = ", ".join(targets)
+                problems.append(((*path, "target"), f"no trap target {step.target!r} ({legal})"))
         if problems:
             raise LocatedProblems(problems)
         return self
@@ -361,6 +401,15 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
             continue
         if isinstance(part, str) and ("[" in part and "]" in part):
             continue
+        if (
+            i >= 2
+            and loc[i - 2] == "targets"
+            and isinstance(loc[i - 1], int)
+            and part in TARGET_KINDS
+        ):
+            continue  # the discriminated union's tag of a monitoring target
+        if i >= 2 and loc[i - 2] == "steps" and isinstance(loc[i - 1], int) and part in STEP_KINDS:
+            continue  # the tag of a plan step's kind
         out.append(part)
     return tuple(out)
 

@@ -248,3 +248,72 @@ class PlanRequested(Event):
     requested_by: str
     alarm: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanStarted(Event):
+    """A run of a plan (预案) began; ``steps`` are its step ids in order."""
+
+    kind: ClassVar[str] = "plan.started"
+    run: str
+    plan: str
+    name: str = ""
+    requested_by: str = ""
+    alarm: str = ""
+    reason: str = ""
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanStepChanged(Event):
+    """A step of a run moved (pending -> running -> ok/failed; skipped; cancelled);
+    ``detail``, ``code`` and ``data`` are its result."""
+
+    kind: ClassVar[str] = "plan.step"
+    run: str
+    plan: str
+    step: str
+    action: str
+    old: str
+    new: str
+    detail: str = ""
+    code: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanNotified(Event):
+    """A plan's ``notify`` step: the consoles should show ``text`` to the people on duty."""
+
+    kind: ClassVar[str] = "plan.notify"
+    run: str
+    plan: str
+    step: str
+    text: str
+    level: str = ""
+    alarm: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanFinished(Event):
+    """A run ended: ``state`` succeeded, failed (some step failed or was skipped) or
+    cancelled; ``report`` has every step's result."""
+
+    kind: ClassVar[str] = "plan.finished"
+    run: str
+    plan: str
+    state: str
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRejected(Event):
+    """A requested plan did not start (no such plan, or it is running already)."""
+
+    kind: ClassVar[str] = "plan.rejected"
+    plan: str
+    requested_by: str
+    alarm: str = ""
+    reason: str = ""

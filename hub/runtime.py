@@ -22,7 +22,12 @@ from hub.bus import EventBus
 from hub.config import SiteConfig
 from hub.equipment import Equipment
 from hub.events import HubStarted, HubStopping, SubsystemState
+from hub.monitoring import MonitoringService
+from hub.plans import BuiltinSteps, PlanEngine, StepKinds
 from hub.scenes import scene_engine
+from hub.snmp.agent import HubAgent
+from hub.snmp.rows import TableProviders
+from hub.snmp.sources import HubSources
 from hub.store import SqliteStore, Store
 
 logger = logging.getLogger(__name__)
@@ -56,7 +61,19 @@ class Hub:
         self.auth = TokenAuth(site.users)
         self.equipment = Equipment(DeviceManager(site.devices), self.bus)
         self.alarms = AlarmService(site, self.bus, self.store)
+        self.monitoring = MonitoringService(site, self.alarms, self.store)
         self.scenes = scene_engine(self.equipment.manager, site.scenes, self.bus)
+        steps = BuiltinSteps(
+            scenes=self.scenes, devices=self.equipment, bus=self.bus, origin=site.hub.name
+        )
+        self.plans = PlanEngine(site.plans, self.bus, steps.register(StepKinds()))
+        # conference, leg and radio-net rows of the hub MIB: their layers provide them here
+        self.snmp_tables = TableProviders()
+        self.snmp: HubAgent | None = None
+        if site.snmp is not None:
+            sources = HubSources(self, self.snmp_tables)
+            self.snmp = HubAgent(site.snmp, sources, self.bus, name=site.hub.name)
+            self.alarms.registry.register("trap", self.snmp.trap_action)
         self.stopped = asyncio.Event()
         self._server: _EmbeddedServer | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -70,7 +87,11 @@ class Hub:
         await self.store.open()
         self.bus.continue_from(await self.store.last_event_id())
         await self.alarms.start()  # before the devices: their first states are fed in
+        await self.plans.start()  # listens for the rules' plan.requested
+        await self.monitoring.start()
         await self.equipment.start()
+        if self.snmp is not None:
+            await self.snmp.start()
         await self._start_api()
         self._started = True
         self.bus.publish(HubStarted(version=__version__, site=self.site.hub.name))
@@ -122,8 +143,12 @@ class Hub:
         if self._server_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._server_task
+        if self.snmp is not None:
+            await self.snmp.stop()
+        await self.plans.stop()  # before the scenes and devices its steps use
         await self.scenes.close()
         await self.equipment.stop()
+        await self.monitoring.stop()
         await self.alarms.stop()
         await self._tasks.close()
         await self.store.close()
@@ -168,6 +193,8 @@ class Hub:
                 f"last id {self.bus.last_id}, {self.bus.subscriber_count} subscribers",
             ),
             SubsystemHealth("devices", *self.equipment.health()),
+            *([SubsystemHealth("snmp", *self.snmp.health())] if self.snmp else []),
+            SubsystemHealth("monitoring", *self.monitoring.health()),
             SubsystemHealth(
                 "api",
                 SubsystemState.UP if self._server and self._server.started else SubsystemState.DOWN,

@@ -18,7 +18,7 @@ from typing import Any
 from devices.capabilities import Display, Matrix, Ptz, capabilities_of
 from devices.config import DeviceConfig
 from devices.scenes import SceneConfig, check_scenes
-from hub.config import Role, SiteConfig, load_site
+from hub.config import Role, load_site
 from hub.errors import ConfigError
 from lab.bench import Bench
 from lab.benchfile import load_bench
@@ -62,8 +62,8 @@ def demo_site(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         ],
         "sip": {"host": args.host, "port": args.sip_port},
     }
-    if "snmp" in SiteConfig.model_fields:  # the hub's own SNMP agent, once the site has it
-        sections["snmp"] = {"host": args.host, "port": args.snmp_port}
+    # the hub's own SNMP agent: v2c community "public", read-only (a demo, not a secret)
+    sections["snmp"] = {"host": args.host, "port": args.snmp_port, "community": "public"}
     scenes = demo_scenes(bench)
     if scenes:
         sections["scenes"] = scenes
@@ -137,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _snmp_address(hub: Any) -> str:
+    agent = getattr(hub, "snmp", None)
+    if agent is None:
+        return "(agent off)"
+    host, port = agent.address
+    return f"{host}:{port}"
+
+
 def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) -> str:
     api = str(hub.api_url).rstrip("/")
     lines = [
@@ -146,6 +154,7 @@ def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) ->
         f"  console   {api}/",
         f"  site file {paths.site}   tokens: {paths.env}",
         f"  bench     {bench.control_url}/sims   (simulator control)",
+        f"  SNMP      snmpwalk -v2c -c public {_snmp_address(hub)} 1.3.6.1.4.1.32473",
         "  demo tokens (new every run; send as 'Authorization: Bearer <token>'):",
     ]
     lines += [f"    {role.value:<10} {token}" for role, token in tokens.items()]

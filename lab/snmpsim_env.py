@@ -14,8 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-# The versions the lab was tested with; pysmi is required by snmpsim's MIB handling.
-REQUIREMENTS = ("snmpsim==1.2.2", "pysnmp==7.1.30", "pysmi==2.0.0")
+# The versions the lab was tested with; pysmi is required by snmpsim's MIB handling and
+# cryptography by pysnmp's SNMPv3 privacy (DES, AES).
+REQUIREMENTS = ("snmpsim==1.2.2", "pysnmp==7.1.30", "pysmi==2.0.0", "cryptography==50.0.2")
 
 
 class SnmpsimUnavailable(RuntimeError):
@@ -79,10 +80,11 @@ def ensure() -> Path:
         if is_ready():
             return responder()
         python = _base_python()
-        steps = [
-            [python, "-m", "venv", "--clear", str(venv_dir())],
-            [str(venv_dir() / "bin" / "pip"), "install", "-q", *REQUIREMENTS],
-        ]
+        pip = venv_dir() / "bin" / "pip"
+        steps = [[str(pip), "install", "-q", *REQUIREMENTS]]
+        if not pip.exists():
+            steps.insert(0, [python, "-m", "venv", "--clear", str(venv_dir())])
+        # else upgrade in place: a running snmpsim of another bench keeps its files
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True, check=False)
             if done.returncode != 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from sip.errors import SipParseError
@@ -10,7 +11,6 @@ from sip.uri import SipUri, Uri, parse_hostport, parse_uri
 
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _WORD_CHARS = TOKEN_CHARS | frozenset('()<>:\\"/[]?{}')
-_PARAM_VALUE_CHARS = TOKEN_CHARS | frozenset(":[]")
 _WS = " \t"
 MAX_CSEQ = 2**31 - 1
 
@@ -50,18 +50,31 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(lowered, name)
 
 
+_TOKEN_CLASS = "A-Za-z0-9\\-.!%*_+`'~"
+_TOKEN_RE = re.compile(f"[{_TOKEN_CLASS}]+\\Z")
+_TOKEN_RUN_RE = re.compile(f"[{_TOKEN_CLASS}]*")
+_PARAM_VALUE_RUN_RE = re.compile(f"[{_TOKEN_CLASS}:\\[\\]]*")
+_WS_RUN_RE = re.compile("[ \t]*")
+
+
 def is_token(text: str) -> bool:
-    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+    return _TOKEN_RE.match(text) is not None
 
 
 def _skip_ws(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _WS:
-        pos += 1
-    return pos
+    return _WS_RUN_RE.match(text, pos).end()  # type: ignore[union-attr]  # always matches
+
+
+# A quoted-string without escapes or control characters: the common case, read in one go.
+_PLAIN_QUOTED_RE = re.compile(r'"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"')
+_NEEDS_ESCAPE_RE = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')
 
 
 def read_quoted(text: str, pos: int) -> tuple[str, int]:
     """Read a quoted-string starting at ``text[pos] == '"'``; return (unescaped, end)."""
+    plain = _PLAIN_QUOTED_RE.match(text, pos)
+    if plain is not None:
+        return plain.group(1), plain.end()
     out: list[str] = []
     i = pos + 1
     while i < len(text):
@@ -83,6 +96,8 @@ def read_quoted(text: str, pos: int) -> tuple[str, int]:
 
 def quote(text: str) -> str:
     """Quote a display name or parameter value, escaping what qdtext cannot carry."""
+    if _NEEDS_ESCAPE_RE.search(text) is None:
+        return f'"{text}"'
     if "\r" in text or "\n" in text:
         raise SipParseError(f"CR or LF cannot be quoted: {text!r}")
     escaped = "".join(
@@ -94,6 +109,8 @@ def quote(text: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a header value on commas outside quoted strings and angle brackets."""
+    if "," not in value:
+        return [value.strip(_WS)]
     parts: list[str] = []
     start, i, in_angle = 0, 0, False
     while i < len(value):
@@ -140,8 +157,7 @@ def parse_params(text: str, pos: int, what: str) -> tuple[Param, ...]:
             raise SipParseError(f"bad {what}: expected ';' at {text[pos:]!r}")
         pos = _skip_ws(text, pos + 1)
         start = pos
-        while pos < len(text) and text[pos] in TOKEN_CHARS:
-            pos += 1
+        pos = _TOKEN_RUN_RE.match(text, pos).end()  # type: ignore[union-attr]
         name = text[start:pos]
         if not name:
             raise SipParseError(f"bad {what}: empty parameter in {text!r}")
@@ -154,8 +170,7 @@ def parse_params(text: str, pos: int, what: str) -> tuple[Param, ...]:
                 value, pos = text[pos:end], end
             else:
                 start = pos
-                while pos < len(text) and text[pos] in _PARAM_VALUE_CHARS:
-                    pos += 1
+                pos = _PARAM_VALUE_RUN_RE.match(text, pos).end()  # type: ignore[union-attr]
                 value = text[start:pos]
                 if not value:
                     raise SipParseError(f"bad {what}: parameter {name!r} has an empty value")
@@ -245,8 +260,7 @@ class Via:
         for index in range(3):
             pos = _skip_ws(text, pos)
             start = pos
-            while pos < len(text) and text[pos] in TOKEN_CHARS:
-                pos += 1
+            pos = _TOKEN_RUN_RE.match(text, pos).end()  # type: ignore[union-attr]
             if pos == start:
                 raise SipParseError(f"bad Via {text!r}: bad sent-protocol")
             fields.append(text[start:pos])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass, field, replace
@@ -144,6 +145,11 @@ class SipRequest(_HeaderAccess):
         return replace(self, headers=(*self.headers, *headers))
 
     def __bytes__(self) -> bytes:
+        return self.wire
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The wire form, built once (messages are immutable)."""
         start = f"{self.method} {self.uri} {SIP_VERSION}\r\n".encode(_ENC, _ERRORS)
         return start + self._header_bytes()
 
@@ -168,6 +174,11 @@ class SipResponse(_HeaderAccess):
         return replace(self, headers=(*self.headers, *headers))
 
     def __bytes__(self) -> bytes:
+        return self.wire
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The wire form, built once (messages are immutable)."""
         start = f"{SIP_VERSION} {self.status} {self.reason}\r\n".encode(_ENC, _ERRORS)
         return start + self._header_bytes()
 
@@ -229,38 +240,58 @@ def _digits(name: str, value: str, limit: int) -> int:
     return int(value)
 
 
-def _validate_header(name: str, value: str) -> str:
-    """Check one (split) header value and return its canonical text."""
+def _validate_header(name: str, value: str) -> tuple[str, object]:
+    """Check one (split) header value; return its canonical text and, for Via, name-addr
+    and CSeq headers, the parsed value (kept so that accessors need not parse again)."""
     if name == "Via":
-        return str(Via.parse(value))
+        via = Via.parse(value)
+        return str(via), via
     if name in _NAME_ADDR:
         if name == "Contact" and value == "*":
-            return value
-        addr = NameAddr.parse(value, name, require_angle=name in ("Route", "Record-Route"))
-        expires = addr.param("expires") if name == "Contact" else None
-        if expires is not None:
-            _digits("Contact expires", expires, _MAX_DELTA)
-        return str(addr)
+            return value, None
+        return _name_addr(name, value)
     if name == "CSeq":
-        return str(CSeq.parse(value))
+        cseq = CSeq.parse(value)
+        return str(cseq), cseq
     if name == "Call-ID":
-        return parse_call_id(value)
+        return parse_call_id(value), None
     if name == "Max-Forwards":
-        return str(_digits(name, value, 255))
+        return str(_digits(name, value, 255)), None
     if name in ("Expires", "Min-Expires"):
-        return str(_digits(name, value, _MAX_DELTA))
+        return str(_digits(name, value, _MAX_DELTA)), None
     if name == "Retry-After":
         _digits(name, value.split(";")[0].split("(")[0].strip(), _MAX_DELTA)
     elif name == "Date" and not _DATE_RE.match(value):
         raise SipParseError(f"bad Date {value[:40]!r}: expected RFC 1123 date in GMT")
     elif name == "Warning" and (len(value) < 4 or not value[:3].isdigit() or value[3] != " "):
         raise SipParseError(f"bad Warning {value[:40]!r}: expected a 3-digit code")
-    return value
+    return value, None
 
 
-def _build_headers(raw: list[tuple[str, str]]) -> tuple[tuple[Header, ...], list[str]]:
+@functools.lru_cache(maxsize=4096)
+def _name_addr(name: str, value: str) -> tuple[str, NameAddr]:
+    """A validated name-addr header value and its canonical text (memoised: To, Contact
+    and Route values repeat; NameAddr is immutable; errors are not cached)."""
+    addr = NameAddr.parse(value, name, require_angle=name in ("Route", "Record-Route"))
+    expires = addr.param("expires") if name == "Contact" else None
+    if expires is not None:
+        _digits("Contact expires", expires, _MAX_DELTA)
+    return str(addr), addr
+
+
+# Parsed header values primed into a message's cached accessors (cached_property names).
+_PRIMED = {
+    "Via": "vias", "From": "from_", "To": "to", "CSeq": "cseq", "Contact": "contacts",
+    "Route": "routes", "Record-Route": "record_routes",
+}  # fmt: skip
+
+
+def _build_headers(
+    raw: list[tuple[str, str]],
+) -> tuple[tuple[Header, ...], list[str], dict[str, list[object]]]:
     headers: list[Header] = []
     lengths: list[str] = []
+    parsed: dict[str, list[object]] = {}
     for written, value in raw:
         name = canonical_name(written)
         if name == "Content-Length":
@@ -269,9 +300,12 @@ def _build_headers(raw: list[tuple[str, str]]) -> tuple[tuple[Header, ...], list
         values = split_list(value) if name in LIST_HEADERS and value else [value]
         if name in ("Via", "Contact", "Route", "Record-Route") and not all(values):
             raise SipParseError(f"bad {name}: empty value in {value[:60]!r}")
-        headers.extend(
-            Header(name, _validate_header(name, v)) for v in values if v or len(values) == 1
-        )
+        for item in values:
+            if item or len(values) == 1:
+                text, obj = _validate_header(name, item)
+                headers.append(Header(name, text))
+                if obj is not None:
+                    parsed.setdefault(name, []).append(obj)
     counts: dict[str, int] = {}
     for header in headers:
         counts[header.name] = counts.get(header.name, 0) + 1
@@ -281,7 +315,18 @@ def _build_headers(raw: list[tuple[str, str]]) -> tuple[tuple[Header, ...], list
     contacts = [h.value for h in headers if h.name == "Contact"]
     if "*" in contacts and len(contacts) > 1:
         raise SipParseError("Contact '*' must be the only Contact")
-    return tuple(headers), lengths
+    return tuple(headers), lengths, parsed
+
+
+def _prime(message: SipMessage, parsed: dict[str, list[object]]) -> None:
+    """Store the values parsed while validating in the message's cached accessors."""
+    cache = message.__dict__
+    for name, attribute in _PRIMED.items():
+        values = parsed.get(name, [])
+        if name in ("From", "To", "CSeq"):
+            cache[attribute] = values[0]
+        else:
+            cache[attribute] = tuple(values)
 
 
 def _body(rest: bytes, lengths: list[str]) -> bytes:
@@ -309,18 +354,21 @@ def parse_message(data: bytes) -> SipMessage:
     kind, first, second = _parse_start_line(start_line)
     method = first if kind == "request" else None
     try:
-        headers, lengths = _build_headers(_split_headers(header_text))
+        headers, lengths, parsed = _build_headers(_split_headers(header_text))
         names = {h.name for h in headers}
         missing = [name for name in _REQUIRED if name not in names]
         if missing:
             raise SipParseError(f"missing required header(s): {', '.join(missing)}")
         body = _body(rest, lengths)
         if kind == "response":
-            return SipResponse(int(first), second, headers, body)
+            response = SipResponse(int(first), second, headers, body)
+            _prime(response, parsed)
+            return response
         uri = parse_uri(second)
         if isinstance(uri, SipUri) and uri.headers:
             raise SipParseError(f"Request-URI must not carry headers: {second[:60]!r}")
         request = SipRequest(first, uri, headers, body)
+        _prime(request, parsed)
         if request.cseq.method != first:
             raise SipParseError(
                 f"bad CSeq: method {request.cseq.method!r} does not match request method {first!r}"
@@ -330,6 +378,30 @@ def parse_message(data: bytes) -> SipMessage:
         raise SipParseError(
             err.reason, status=err.status, method=method, is_response=kind == "response"
         ) from None
+
+
+REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
+    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
+    410: "Gone", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme", 420: "Bad Extension", 421: "Extension Required",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
+    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
+    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
+    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}  # fmt: skip
+
+
+def reason_phrase(status: int) -> str:
+    """The RFC 3261 reason phrase for ``status`` (a class default for unknown codes)."""
+    return REASONS.get(status) or REASONS.get(status // 100 * 100, "Unknown")
 
 
 def new_tag() -> str:
@@ -369,7 +441,7 @@ def _raw_headers(data: bytes) -> dict[str, list[str]]:
 
 def _canonical_or_raw(name: str, value: str) -> str:
     try:
-        return _validate_header(name, value)
+        return _validate_header(name, value)[0]
     except SipParseError:
         return value
 
@@ -377,13 +449,14 @@ def _canonical_or_raw(name: str, value: str) -> str:
 def bad_request_response(
     data: bytes, error: SipParseError, *, to_tag: str | None = None
 ) -> SipResponse | None:
-    """The 400 (or 505) answer to a malformed request, or None when RFC 3261 says
-    to drop it: a response, an ACK, no parsable request line, or no Via, From, To,
-    Call-ID or CSeq to build a response from."""
+    """The 400 (or 505) answer to a malformed request, or None when it must be dropped:
+    a response, an ACK, no parsable request line, or no Via or CSeq (what the client
+    matches a response on). From, To and Call-ID are copied when present, so RFC 4475's
+    ``insuf`` (none of the three) still gets the 400 its section 3.3.1 asks for."""
     if error.method is None or error.is_response or error.method == "ACK":
         return None
     found = _raw_headers(data)
-    if any(not found.get(name) for name in _REQUIRED):
+    if not found.get("Via") or not found.get("CSeq"):
         return None
     headers: list[Header] = []
     for value in found["Via"]:
@@ -392,6 +465,8 @@ def bad_request_response(
         except SipParseError:
             return None
     for name in ("From", "To", "Call-ID", "CSeq"):
+        if not found.get(name):
+            continue
         value = found[name][0]
         if name == "To" and "tag=" not in value.replace(" ", "").lower():
             value += f";tag={to_tag or new_tag()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -42,9 +43,22 @@ class UriHeader:
     value: str
 
 
+_OUTSIDE: dict[frozenset[str], re.Pattern[str]] = {}
+
+
+def _outside(allowed: frozenset[str]) -> re.Pattern[str]:
+    """A regex finding the first character not in ``allowed`` (compiled once per set)."""
+    pattern = _OUTSIDE.get(allowed)
+    if pattern is None:
+        pattern = re.compile("[^" + "".join(re.escape(ch) for ch in sorted(allowed)) + "]")
+        _OUTSIDE[allowed] = pattern
+    return pattern
+
+
 def _check_chars(text: str, allowed: frozenset[str], what: str) -> None:
-    bad = next((ch for ch in text if ch not in allowed), None)
-    if bad is not None:
+    found = _outside(allowed).search(text)
+    if found is not None:
+        bad = found.group()
         raise SipParseError(f"bad {what} {text!r}: character {bad!r} not allowed")
     if _ESCAPE_RE.search(text):
         raise SipParseError(f"bad {what} {text!r}: '%' not followed by two hex digits")
@@ -203,8 +217,10 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_uri(text: str) -> Uri:
-    """Parse any URI found in a request line or name-addr."""
+    """Parse any URI found in a request line or name-addr (memoised: URIs repeat from
+    message to message and the values are immutable; errors are not cached)."""
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.match(scheme):
         raise SipParseError(f"bad URI {text!r}: no scheme")

@@ -1,4 +1,11 @@
-"""UPS over SNMP v1/v2c (RFC 1628 UPS-MIB): battery, runtime, input voltage, load, on-battery."""
+"""UPS over SNMP v1/v2c/v3 (RFC 1628 UPS-MIB): battery, runtime, voltages, load and the alarm table.
+
+One GET reads the scalars; ``upsAlarmTable`` is walked (GETBULK, GETNEXT on v1) only while
+``upsAlarmsPresent`` is non-zero. SNMPv3 uses USM users with the transport's keys.
+
+For the monitoring layer: agents repeat ``upsTrapOnBattery`` every minute while on battery
+(RFC 1628), so trap ingest must deduplicate it; this driver only polls.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,24 @@ from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
     ObjectType,
     SnmpEngine,
     UdpTransportTarget,
+    UsmUserData,
+    bulk_cmd,
     get_cmd,
+    next_cmd,
+    usmAesBlumenthalCfb192Protocol,
+    usmAesBlumenthalCfb256Protocol,
+    usmAesCfb128Protocol,
+    usmAesCfb192Protocol,
+    usmAesCfb256Protocol,
+    usmDESPrivProtocol,
+    usmHMAC128SHA224AuthProtocol,
+    usmHMAC192SHA256AuthProtocol,
+    usmHMAC256SHA384AuthProtocol,
+    usmHMAC384SHA512AuthProtocol,
+    usmHMACMD5AuthProtocol,
+    usmHMACSHAAuthProtocol,
 )
-from pysnmp.proto.errind import RequestTimedOut  # type: ignore[import-untyped]
+from pysnmp.proto import errind  # type: ignore[import-untyped]
 from pysnmp.proto.rfc1905 import (  # type: ignore[import-untyped]
     EndOfMibView,
     NoSuchInstance,
@@ -23,17 +45,79 @@ from pysnmp.proto.rfc1905 import (  # type: ignore[import-untyped]
 )
 
 from devices.base import Device
+from devices.capabilities import Ups
 from devices.config import DeviceConfig, SnmpTransport
 from devices.errors import DeviceCommandError, DeviceConfigError, DeviceTimeout, DeviceUnavailable
 from devices.registry import register
-from protocols.ups_mib import UPS_OBJECTS, decode_ups
+from protocols.ups_mib import ALARM_DESCR_COLUMN, UPS_OBJECTS, decode_ups
 
 _ABSENT = (NoSuchObject, NoSuchInstance, EndOfMibView)
+_ALARMS_PRESENT = "1.3.6.1.2.1.33.1.6.1.0"
+MAX_ALARM_ROWS = 64  # RFC 1628 lists 24 well-known alarms; a longer table is a broken agent
+BULK_ROWS = 16
+
+AUTH_PROTOCOLS: Mapping[str, Any] = {
+    "MD5": usmHMACMD5AuthProtocol,
+    "SHA": usmHMACSHAAuthProtocol,
+    "SHA-224": usmHMAC128SHA224AuthProtocol,
+    "SHA-256": usmHMAC192SHA256AuthProtocol,
+    "SHA-384": usmHMAC256SHA384AuthProtocol,
+    "SHA-512": usmHMAC384SHA512AuthProtocol,
+}
+PRIV_PROTOCOLS: Mapping[str, Any] = {
+    "DES": usmDESPrivProtocol,
+    "AES": usmAesCfb128Protocol,
+    "AES128": usmAesCfb128Protocol,
+    "AES192": usmAesBlumenthalCfb192Protocol,
+    "AES256": usmAesBlumenthalCfb256Protocol,
+    "AES192C": usmAesCfb192Protocol,
+    "AES256C": usmAesCfb256Protocol,
+}
+# the agent's USM refused us: what to check in the site file
+_AUTH_HINTS: tuple[tuple[type[Exception], str], ...] = (
+    (errind.WrongDigest, "auth_key and auth_protocol"),
+    (errind.AuthenticationFailure, "auth_key and auth_protocol"),
+    (errind.AuthenticationError, "auth_key and auth_protocol"),
+    (errind.DecryptionError, "priv_key and priv_protocol"),
+    (errind.UnknownUserName, "user"),
+    (errind.UnknownSecurityName, "user"),
+    (errind.UnsupportedSecurityLevel, "security_level"),
+    (errind.NotInTimeWindow, "the agent's clock and engine boots"),
+    (errind.UnsupportedAuthProtocol, "auth_protocol"),
+    (errind.UnsupportedPrivProtocol, "priv_protocol"),
+    (errind.EncryptionError, "priv_protocol (is the cryptography package installed?)"),
+)
+
+
+class SnmpAuthFailed(DeviceUnavailable):
+    """The agent's SNMPv3 security refused the request (wrong user, key or protocol)."""
+
+    code = "auth"
+
+
+def snmp_credentials(transport: SnmpTransport) -> Any:
+    """pysnmp's ``CommunityData`` (v1/v2c) or ``UsmUserData`` (v3) for ``transport``."""
+    if transport.version != "3":
+        community = transport.community.get_secret_value() if transport.community else "public"
+        return CommunityData(community, mpModel=0 if transport.version == "1" else 1)
+    level = transport.level
+    auth_key = transport.auth_key.get_secret_value() if transport.auth_key else None
+    priv_key = transport.priv_key.get_secret_value() if transport.priv_key else None
+    kwargs: dict[str, Any] = {}
+    if level != "noAuthNoPriv":
+        kwargs["authKey"] = auth_key
+        kwargs["authProtocol"] = AUTH_PROTOCOLS[transport.auth_protocol or "SHA"]
+    if level == "authPriv":
+        kwargs["privKey"] = priv_key
+        kwargs["privProtocol"] = PRIV_PROTOCOLS[transport.priv_protocol or "AES128"]
+    return UsmUserData(transport.user, **kwargs)
 
 
 @register("ups-mib")
 class UpsMib(Device[None]):
-    """Polls the UPS-MIB scalars in one GET; state adds ``on_battery`` and ``battery_low``."""
+    """Polls UPS-MIB; state adds ``on_battery``, ``battery_low``, ``status`` and ``alarms``."""
+
+    capabilities = (Ups,)
 
     def __init__(self, config: DeviceConfig) -> None:
         super().__init__(config)
@@ -42,21 +126,20 @@ class UpsMib(Device[None]):
             raise DeviceConfigError(
                 f"device {config.id!r} (ups-mib) needs an snmp transport, not {transport.kind!r}"
             )
-        if transport.version == "3":
-            raise DeviceConfigError(f"device {config.id!r} (ups-mib): SNMPv3 is not supported yet")
         self.transport = transport
-        community = transport.community.get_secret_value() if transport.community else "public"
-        self._auth = CommunityData(community, mpModel=0 if transport.version == "1" else 1)
+        self._auth = snmp_credentials(transport)
+        self._context = ContextData(contextName=transport.context)
         self._engine: Any = None
         self._target: Any = None
         self._unsupported: set[str] = set()
 
     async def _connect(self) -> None:
         where = f"udp://{self.transport.host}:{self.transport.port}"
+        # engine set-up loads MIB modules from disk: off the loop, and not bounded by the
+        # device's timeout (it is local work, slow only on a loaded machine)
+        self._engine = await asyncio.to_thread(SnmpEngine)
         try:
             async with asyncio.timeout(self.config.timeout):
-                # engine set-up loads MIB modules from disk: keep it off the loop
-                self._engine = await asyncio.to_thread(SnmpEngine)
                 self._target = await UdpTransportTarget.create(
                     (self.transport.host, self.transport.port),
                     timeout=self.config.timeout,
@@ -88,27 +171,44 @@ class UpsMib(Device[None]):
                 raise DeviceCommandError(
                     "bad-value", f"{oid} is not an integer: {value.prettyPrint()!r}"
                 ) from None
+        # walk the table only when the agent says alarms are present (or cannot say)
+        present = values.get(_ALARMS_PRESENT)
+        alarms = await self._alarm_rows() if present is None or present > 0 else []
         try:
-            return decode_ups(values)
+            return decode_ups(values, alarms)
         except ValueError as err:
             raise DeviceCommandError("bad-value", str(err)) from err
 
+    def _deadline(self) -> float:
+        return self.config.timeout * (self.options.retries + 1) + 1.0
+
+    async def _request(self, command: Any, *args: Any) -> Any:
+        """One SNMP request; transport and security failures become device errors."""
+        deadline = self._deadline()
+        try:
+            async with asyncio.timeout(deadline):
+                indication, status, index, var_binds = await command(
+                    self._engine, self._auth, self._target, self._context, *args
+                )
+        except TimeoutError:
+            raise DeviceTimeout(f"no SNMP answer within {deadline:g} s") from None
+        if indication:
+            if isinstance(indication, errind.RequestTimedOut):
+                raise DeviceTimeout(str(indication))
+            for kind, check in _AUTH_HINTS:
+                if isinstance(indication, kind):
+                    raise SnmpAuthFailed(
+                        f"auth: SNMPv3 user {self.transport.user!r} refused: {indication}"
+                        f" (check {check})"
+                    )
+            raise DeviceUnavailable(str(indication))
+        return status, index, var_binds
+
     async def _get(self, oids: list[str]) -> Any:
         """One GET; an SNMPv1 ``noSuchName`` drops that object for good and asks again."""
-        deadline = self.config.timeout * (self.options.retries + 1) + 1.0
         while True:
             objects = [ObjectType(ObjectIdentity(oid)) for oid in oids]
-            try:
-                async with asyncio.timeout(deadline):
-                    indication, status, index, var_binds = await get_cmd(
-                        self._engine, self._auth, self._target, ContextData(), *objects
-                    )
-            except TimeoutError:
-                raise DeviceTimeout(f"no SNMP answer within {deadline:g} s") from None
-            if indication:
-                if isinstance(indication, RequestTimedOut):
-                    raise DeviceTimeout(str(indication))
-                raise DeviceUnavailable(str(indication))
+            status, index, var_binds = await self._request(get_cmd, *objects)
             if not status:
                 return var_binds
             where = oids[int(index) - 1] if 0 < int(index) <= len(oids) else "?"
@@ -118,3 +218,32 @@ class UpsMib(Device[None]):
                 oids = [oid for oid in oids if oid != where]
                 continue
             raise DeviceCommandError(status.prettyPrint(), f"SNMP error at {where}")
+
+    async def _alarm_rows(self) -> list[str]:
+        """upsAlarmDescr of every row of upsAlarmTable (GETBULK; GETNEXT on SNMPv1)."""
+        column = ALARM_DESCR_COLUMN + "."
+        start = ALARM_DESCR_COLUMN
+        rows: list[str] = []
+        while len(rows) < MAX_ALARM_ROWS:
+            if self.transport.version == "1":
+                status, _, var_binds = await self._request(
+                    next_cmd, ObjectType(ObjectIdentity(start))
+                )
+                if status and status.prettyPrint() == "noSuchName":
+                    return rows  # v1: walked past the end of the MIB
+            else:
+                status, _, var_binds = await self._request(
+                    bulk_cmd, 0, BULK_ROWS, ObjectType(ObjectIdentity(start))
+                )
+            if status:
+                raise DeviceCommandError(status.prettyPrint(), "SNMP error in upsAlarmTable")
+            if not var_binds:
+                return rows
+            for name, value in var_binds:
+                oid = str(name)
+                if isinstance(value, _ABSENT) or not oid.startswith(column):
+                    return rows
+                rows.append(value.prettyPrint())
+                start = oid
+        self.log.warning("upsAlarmTable has more than %d rows; reading no further", len(rows))
+        return rows

@@ -83,7 +83,9 @@ class AuditAndMetrics:
 
 def create_app(hub: Hub) -> FastAPI:
     from hub.alarms import AlarmCollector
-    from hub.api import alarms, console, devices, routes, scenes, stream
+    from hub.api import alarms, console, devices, metrics_api, plans, routes, scenes, stream
+    from hub.monitoring import MonitoringCollector
+    from hub.snmp.agent import SnmpCollector
 
     app = FastAPI(
         title="cchub",
@@ -96,12 +98,17 @@ def create_app(hub: Hub) -> FastAPI:
     metrics = ApiMetrics(hub)
     app.state.metrics = metrics
     metrics.registry.register(AlarmCollector(hub.alarms))
+    if hub.snmp is not None:
+        metrics.registry.register(SnmpCollector(hub.snmp))
+    metrics.registry.register(MonitoringCollector(hub.monitoring))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)
     app.include_router(devices.router)
     app.include_router(alarms.router)
     app.include_router(scenes.router)
+    app.include_router(plans.router)
+    app.include_router(metrics_api.router)
     app.include_router(console.router)
     app.add_middleware(AuditAndMetrics, hub=hub, metrics=metrics)
     return app

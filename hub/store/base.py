@@ -10,6 +10,7 @@ from typing import Any
 
 from hub.events import Event
 from monitoring.alarms import AlarmSnapshot
+from monitoring.series import Rollup
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +93,26 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def alarm_history(self, alarm_id: str, *, limit: int = 500) -> list[AlarmHistoryEntry]:
         """The alarm's history, oldest first (the newest ``limit`` lines)."""
+
+    @abc.abstractmethod
+    def save_rollups(self, rollups: Sequence[Rollup]) -> None:
+        """Queue metric roll-ups (one row per series and minute; a repeat replaces it)."""
+
+    @abc.abstractmethod
+    async def load_rollups(
+        self,
+        metric: str,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10_000,
+    ) -> list[Rollup]:
+        """Roll-ups of ``metric`` (optionally one source) in time order, oldest first."""
+
+    @abc.abstractmethod
+    def prune_rollups(self, before: float) -> None:
+        """Queue the removal of roll-ups of minutes before ``before``."""
 
     @abc.abstractmethod
     def health(self) -> tuple[bool, str]:

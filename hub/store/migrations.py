@@ -107,6 +107,26 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             BEGIN SELECT RAISE(ABORT, 'the alarm history is append-only'); END;
         """,
     ),
+    (
+        3,
+        # Metric series: one row per series and minute (min/avg/max/count), written as each
+        # minute closes; labels are canonical JSON (sorted keys) so that they key the row.
+        """
+        CREATE TABLE metric_rollups (
+            metric  TEXT NOT NULL,
+            source  TEXT NOT NULL,
+            labels  TEXT NOT NULL DEFAULT '{}',
+            minute  REAL NOT NULL,
+            unit    TEXT NOT NULL DEFAULT '',
+            min     REAL NOT NULL,
+            avg     REAL NOT NULL,
+            max     REAL NOT NULL,
+            count   INTEGER NOT NULL,
+            PRIMARY KEY (metric, source, labels, minute)
+        );
+        CREATE INDEX metric_rollups_minute ON metric_rollups(minute);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

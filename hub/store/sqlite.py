@@ -25,6 +25,7 @@ from hub.events import Event, event_from_record
 from hub.store.base import AlarmHistoryEntry, AuditEntry, Store
 from hub.store.migrations import LATEST, MIGRATIONS
 from monitoring.alarms import AlarmSnapshot
+from monitoring.series import Rollup
 
 logger = logging.getLogger(__name__)
 
@@ -391,6 +392,64 @@ class SqliteStore(Store):
             )
             for r in reversed(rows)
         ]
+
+    # -- metric roll-ups ---------------------------------------------------------------------
+
+    def save_rollups(self, rollups: Sequence[Rollup]) -> None:
+        for r in rollups:
+            labels = json.dumps(
+                dict(r.labels), ensure_ascii=False, sort_keys=True, separators=(",", ":")
+            )
+            self._enqueue(
+                "INSERT OR REPLACE INTO metric_rollups(metric, source, labels, minute, unit, min,"
+                " avg, max, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (r.metric, r.source, labels, r.minute, r.unit, r.min, r.avg, r.max, r.count),
+                False,
+            )
+
+    async def load_rollups(
+        self,
+        metric: str,
+        *,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 10_000,
+    ) -> list[Rollup]:
+        sql = (
+            "SELECT metric, source, labels, unit, minute, min, avg, max, count"
+            " FROM metric_rollups WHERE metric = ?"
+        )
+        params: list[Any] = [metric]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        if since is not None:
+            sql += " AND minute >= ?"
+            params.append(since - since % 60)
+        if until is not None:
+            sql += " AND minute <= ?"
+            params.append(until)
+        sql += " ORDER BY minute DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda: self._rows(sql, params))
+        return [
+            Rollup(
+                r[0],
+                r[1],
+                tuple(sorted(json.loads(r[2]).items())),
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+            )
+            for r in reversed(rows)
+        ]
+
+    def prune_rollups(self, before: float) -> None:
+        self._enqueue("DELETE FROM metric_rollups WHERE minute < ?", (before,), False)
 
 
 def _like_prefix(prefix: str) -> str:

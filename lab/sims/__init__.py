@@ -1,5 +1,27 @@
 """The bench's device simulators; importing this package registers them."""
 
-from lab.sims import extron_sis, kenwood_cat, ups_mib
+from lab.sims import (
+    declarative_ascii,
+    declarative_hex,
+    extron_sis,
+    kenwood_cat,
+    kramer_p3000,
+    nut,
+    pjlink,
+    ups_mib,
+    videowall_eventmaster,
+    visca,
+)
 
-__all__ = ["extron_sis", "kenwood_cat", "ups_mib"]
+__all__ = [
+    "declarative_ascii",
+    "declarative_hex",
+    "extron_sis",
+    "kenwood_cat",
+    "kramer_p3000",
+    "nut",
+    "pjlink",
+    "ups_mib",
+    "videowall_eventmaster",
+    "visca",
+]

@@ -1,7 +1,8 @@
 """UPS-MIB SNMP agent simulator: snmpsim serves the recording, an in-process UDP proxy adds faults.
 
 The hub polls the proxy's port; the proxy forwards to snmpsim on a private port, and on the
-way back delays, drops, garbles or sets ``error-status`` as the active faults say.
+way back delays, drops, garbles or sets ``error-status`` as the active faults say. With an
+SNMPv3 resource snmpsim also serves a USM user (``error`` cannot patch encrypted v3 replies).
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from lab.simulator import SimState, SimStatus, Simulator
 from lab.snmpwire import ErrorStatus, encode_get, with_error_status
 
 MAX_CLIENTS = 64
+USM_FIELDS = ("user", "auth_protocol", "auth_key", "priv_protocol", "priv_key")
+# the site file's privacy protocols as snmpsim names them (BLMT: net-snmp's key localisation)
+SNMPSIM_PRIV = {
+    "DES": "DES",
+    "AES": "AES",
+    "AES128": "AES128",
+    "AES192": "AES192BLMT",
+    "AES256": "AES256BLMT",
+    "AES192C": "AES192",
+    "AES256C": "AES256",
+}
 READY_OID = "1.3.6.1.2.1.1.5.0"
 
 
@@ -76,6 +88,7 @@ class UpsMibSimulator(Simulator):
         self.port = getattr(resource, "port", 0)
         self.community = getattr(resource, "community", "public")
         self.version = getattr(resource, "version", "2c")
+        self.usm = {k: getattr(resource, k, None) for k in USM_FIELDS}
         self._upstreams: dict[tuple[str | Any, int], asyncio.DatagramTransport] = {}
         self._started = time.monotonic()
         self._mtime = 0
@@ -123,6 +136,7 @@ class UpsMibSimulator(Simulator):
             f"--cache-dir={self._run_dir / 'cache'}",
             f"--agent-udpv4-endpoint=127.0.0.1:{self._engine_port}",
             "--log-level=error",
+            *self._usm_args(),
         ]
         if os.getuid() == 0:  # snmpsim refuses to run as root
             args += ["--process-user=nobody", "--process-group=nogroup"]
@@ -136,7 +150,7 @@ class UpsMibSimulator(Simulator):
         timeout = 30.0
         deadline = time.monotonic() + timeout
         loop = asyncio.get_running_loop()
-        probe = encode_get(self.community, READY_OID, 1, self.version)
+        probe = encode_get(self.community, READY_OID, 1, "1" if self.version == "1" else "2c")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             await loop.sock_connect(sock, ("127.0.0.1", self._engine_port))
@@ -149,6 +163,20 @@ class UpsMibSimulator(Simulator):
                     await asyncio.wait_for(loop.sock_recv(sock, 4096), 0.2)
                     return
         raise RuntimeError(f"snmpsim did not answer within {timeout:.0f} s: {self._engine_log()}")
+
+    def _usm_args(self) -> list[str]:
+        """snmpsim's SNMPv3 user (v1/v2c stay served too: the readiness probe uses v2c)."""
+        usm = self.usm
+        if self.version != "3":
+            return []
+        args = [f"--v3-user={usm['user']}"]
+        if usm["auth_key"]:
+            auth = usm["auth_protocol"] or "SHA"
+            args += [f"--v3-auth-key={usm['auth_key']}", f"--v3-auth-proto={auth.replace('-', '')}"]
+        if usm["priv_key"]:
+            priv = SNMPSIM_PRIV[usm["priv_protocol"] or "AES128"]
+            args += [f"--v3-priv-key={usm['priv_key']}", f"--v3-priv-proto={priv}"]
+        return args
 
     def _engine_log(self) -> str:
         if self._run_dir is None:
@@ -192,13 +220,12 @@ class UpsMibSimulator(Simulator):
             self._run_dir = None
 
     def site_transport(self) -> dict[str, Any]:
-        return {
-            "kind": "snmp",
-            "host": self.host,
-            "port": self.port,
-            "version": self.version,
-            "community": self.community,
-        }
+        where = {"kind": "snmp", "host": self.host, "port": self.port, "version": self.version}
+        if self.version != "3":
+            return {**where, "community": self.community}
+        # snmpsim picks the recording by SNMPv3 context name: the recording's name
+        usm = {k: v for k, v in self.usm.items() if v is not None}
+        return {**where, **usm, "context": self.community}
 
     def pids(self) -> list[int]:
         return [self._proc.pid] if self._proc is not None and self._proc.returncode is None else []

@@ -125,10 +125,14 @@ async def test_reads_the_ups_mib_and_follows_a_mains_failure(snmpd: Agent) -> No
             "alarms_present": 0,
             "on_battery": False,
             "battery_low": False,
+            "status": "online",
+            "output_voltage": None,  # this agent lacks upsOutputVoltage
+            "alarms": (),  # the snapshot is frozen: lists become tuples
         }
         await snmpd.set(SOURCE, 5)
         state = await device.command({"command": "refresh"})
         assert state["on_battery"] is True and state["output_source"] == "battery"
+        assert state["status"] == "on_battery"
         assert device.snapshot.state["on_battery"] is True
         await device.command({"command": "refresh"})  # unchanged: nobody woken
         with pytest.raises(InvalidCommand, match="unknown command 'shutdown' for ups-mib"):

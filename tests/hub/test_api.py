@@ -19,6 +19,7 @@ async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
         "store": "up",
         "bus": "up",
         "devices": "up",
+        "monitoring": "up",
         "api": "up",
     }
 

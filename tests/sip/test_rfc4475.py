@@ -29,7 +29,9 @@ SEMANTIC_OK = [
     "cparam01", "cparam02", "regescrt", "sdp01",
 ]  # fmt: skip
 # 3.3 messages the parser itself must refuse (missing or duplicated single headers).
-SEMANTIC_BAD = {"insuf": None, "multi01": 400, "mcl01": 400}
+# insuf has no From, To or Call-ID: it still gets a 400 (with Via and CSeq, what the
+# client matches on), as RFC 4475 section 3.3.1 asks.
+SEMANTIC_BAD = {"insuf": 400, "multi01": 400, "mcl01": 400}
 # 3.2 transaction layer and 3.4 RFC 2543 compatibility: parse, the next layer decides.
 OTHER_OK = ["badbranch", "inv2543"]
 
@@ -63,7 +65,21 @@ def test_invalid_messages_are_refused(name: str, status: int | None) -> None:
     assert (response.status if response else None) == status
     if response is not None:
         assert bytes(response).startswith(f"SIP/2.0 {status} ".encode())
-        assert "tag=" in (response.get("To") or "")
+        to = response.get("To")
+        assert to is None or "tag=" in to
+        assert response.get("CSeq") and response.get_all("Via")
+
+
+def test_insuf_answer_has_only_what_the_request_had() -> None:
+    data = load("insuf")
+    with pytest.raises(SipParseError) as caught:
+        parse_message(data)
+    response = bad_request_response(data, caught.value)
+    assert response is not None and response.status == 400
+    assert "From" in response.reason and "Call-ID" in response.reason
+    assert response.get("CSeq") == "193942 INVITE"
+    assert [v.branch for v in response.vias] == ["z9hG4bKkdj.insuf"]
+    assert response.get("To") is None and response.get("Call-ID") is None
 
 
 def test_wsinv_details() -> None:

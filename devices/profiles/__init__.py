@@ -1,0 +1,1 @@
+"""Shipped declarative device profiles (YAML); ``options: {profile: <name>}`` picks one."""
