@@ -73,6 +73,16 @@ def check_config(files: list[Path]) -> int:
             f"{len(site.endpoints)} endpoints, {len(site.devices)} devices, "
             f"{len(site.rules)} rules, {len(site.plans)} plans)"
         )
+        from sip.dialplan import Dialplan
+
+        dialplan = Dialplan(
+            site.trunks,
+            domain=site.sip.domain,
+            endpoints={e.id: e.routes for e in site.endpoints},
+            local_users=[u.name for u in site.users if u.sip_password is not None],
+        )
+        for line in dialplan.unroutable():
+            print(f"  warning: {line}")
     return status
 
 

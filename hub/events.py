@@ -317,3 +317,43 @@ class PlanRejected(Event):
     requested_by: str
     alarm: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipBindingChanged(Event):
+    """A SIP user's registration changed: ``change`` is added, updated, removed, expired."""
+
+    kind: ClassVar[str] = "sip.binding"
+    user: str
+    contact: str
+    change: str
+    expires_in: int = 0
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipTrunkChanged(Event):
+    """A trunk's keep-alive state (unknown, up, down) or registration changed."""
+
+    kind: ClassVar[str] = "sip.trunk"
+    trunk: str
+    state: str
+    registration: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SipCallProgress(Event):
+    """A call leg's progress: ``phase`` is trying, ringing, early-media, answered,
+    attempt-failed, failed, ended, media-changed or dtmf."""
+
+    kind: ClassVar[str] = "sip.call"
+    leg: str
+    phase: str
+    direction: str
+    remote: str
+    trunk: str | None = None
+    route: int | None = None
+    status: int = 0
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)

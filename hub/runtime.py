@@ -29,6 +29,7 @@ from hub.snmp.agent import HubAgent
 from hub.snmp.rows import TableProviders
 from hub.snmp.sources import HubSources
 from hub.store import SqliteStore, Store
+from hub.telephony import Telephony
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Hub:
             scenes=self.scenes, devices=self.equipment, bus=self.bus, origin=site.hub.name
         )
         self.plans = PlanEngine(site.plans, self.bus, steps.register(StepKinds()))
+        self.telephony = Telephony(site, self.bus, self.store)
         # conference, leg and radio-net rows of the hub MIB: their layers provide them here
         self.snmp_tables = TableProviders()
         self.snmp: HubAgent | None = None
@@ -90,6 +92,7 @@ class Hub:
         await self.plans.start()  # listens for the rules' plan.requested
         await self.monitoring.start()
         await self.equipment.start()
+        await self.telephony.start()
         if self.snmp is not None:
             await self.snmp.start()
         await self._start_api()
@@ -147,6 +150,7 @@ class Hub:
             await self.snmp.stop()
         await self.plans.stop()  # before the scenes and devices its steps use
         await self.scenes.close()
+        await self.telephony.stop()
         await self.equipment.stop()
         await self.monitoring.stop()
         await self.alarms.stop()
@@ -195,6 +199,7 @@ class Hub:
             SubsystemHealth("devices", *self.equipment.health()),
             *([SubsystemHealth("snmp", *self.snmp.health())] if self.snmp else []),
             SubsystemHealth("monitoring", *self.monitoring.health()),
+            *([SubsystemHealth("sip", *self.telephony.health())] if self.telephony.enabled else []),
             SubsystemHealth(
                 "api",
                 SubsystemState.UP if self._server and self._server.started else SubsystemState.DOWN,

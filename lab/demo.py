@@ -27,6 +27,8 @@ from lab.sitefile import device_entries, site_document, write_site
 logger = logging.getLogger(__name__)
 
 DEFAULT_BENCH = Path(__file__).resolve().parent / "benches" / "default.yaml"
+DEMO_SIP_PASSWORD = "cchub-demo-sip"
+DEMO_NUMBER = "pstn:+8613800138000"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ def demo_site(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         ],
         "sip": {"host": args.host, "port": args.sip_port},
     }
+    # a demo SIP user: a softphone registers as demo-dispatcher (a demo, not a secret)
+    for user in sections["users"]:
+        if user["role"] == Role.DISPATCHER.value:
+            user["sip_password"] = DEMO_SIP_PASSWORD
+    if any(getattr(sim, "site_trunk", None) for sim in bench.sims.values()):
+        sections["endpoints"] = [
+            {"id": "demo-mobile", "name": "Duty officer (mobile)", "routes": [DEMO_NUMBER]}
+        ]
     # the hub's own SNMP agent: v2c community "public", read-only (a demo, not a secret)
     sections["snmp"] = {"host": args.host, "port": args.snmp_port, "community": "public"}
     scenes = demo_scenes(bench)
@@ -145,6 +155,13 @@ def _snmp_address(hub: Any) -> str:
     return f"{host}:{port}"
 
 
+def _sip_address(hub: Any) -> str:
+    telephony = getattr(hub, "telephony", None)
+    if telephony is None or not telephony.stack.addresses:
+        return "off"
+    return ", ".join(f"{a.transport.lower()} {a.host}:{a.port}" for a in telephony.stack.addresses)
+
+
 def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) -> str:
     api = str(hub.api_url).rstrip("/")
     lines = [
@@ -155,6 +172,7 @@ def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) ->
         f"  site file {paths.site}   tokens: {paths.env}",
         f"  bench     {bench.control_url}/sims   (simulator control)",
         f"  SNMP      snmpwalk -v2c -c public {_snmp_address(hub)} 1.3.6.1.4.1.32473",
+        f"  SIP       {_sip_address(hub)}   user demo-dispatcher / {DEMO_SIP_PASSWORD}",
         "  demo tokens (new every run; send as 'Authorization: Bearer <token>'):",
     ]
     lines += [f"    {role.value:<10} {token}" for role, token in tokens.items()]

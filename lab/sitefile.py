@@ -19,6 +19,8 @@ def device_entries(bench: Bench) -> list[dict[str, Any]]:
         sim = bench.sims.get(name)
         if device.simulated and (sim is None or sim.status.value != "running"):
             continue
+        if hasattr(sim, "site_trunk"):
+            continue  # a SIP gateway: the hub reaches it as a trunk (trunk_entries)
         driver = device.driver
         entry: dict[str, Any] = {"id": name, "type": driver.type}
         if driver.name:
@@ -34,9 +36,22 @@ def device_entries(bench: Bench) -> list[dict[str, Any]]:
     return out
 
 
+def trunk_entries(bench: Bench) -> list[dict[str, Any]]:
+    """One site-file trunk per running SIP gateway simulator (``site_trunk``)."""
+    out = []
+    for name, sim in bench.sims.items():
+        site_trunk = getattr(sim, "site_trunk", None)
+        if site_trunk is not None and sim.status.value == "running":
+            out.append(site_trunk(name))
+    return out
+
+
 def site_document(bench: Bench, **sections: Any) -> dict[str, Any]:
-    """A whole site: ``sections`` (``hub``, ``users``, ``sip``...) plus the bench's devices."""
-    return {**sections, "devices": device_entries(bench)}
+    """A whole site: ``sections`` (``hub``, ``users``, ``sip``...) plus the bench's devices
+    (and its SIP gateways as trunks)."""
+    trunks = trunk_entries(bench)
+    extra = {"trunks": [*sections.pop("trunks", []), *trunks]} if trunks else {}
+    return {**sections, **extra, "devices": device_entries(bench)}
 
 
 def write_site(path: Path | str, document: dict[str, Any], *, header: str = "") -> Path:

@@ -83,9 +83,20 @@ class AuditAndMetrics:
 
 def create_app(hub: Hub) -> FastAPI:
     from hub.alarms import AlarmCollector
-    from hub.api import alarms, console, devices, metrics_api, plans, routes, scenes, stream
+    from hub.api import (
+        alarms,
+        console,
+        devices,
+        endpoints,
+        metrics_api,
+        plans,
+        routes,
+        scenes,
+        stream,
+    )
     from hub.monitoring import MonitoringCollector
     from hub.snmp.agent import SnmpCollector
+    from hub.telephony import TelephonyCollector
 
     app = FastAPI(
         title="cchub",
@@ -101,6 +112,7 @@ def create_app(hub: Hub) -> FastAPI:
     if hub.snmp is not None:
         metrics.registry.register(SnmpCollector(hub.snmp))
     metrics.registry.register(MonitoringCollector(hub.monitoring))
+    metrics.registry.register(TelephonyCollector(hub.telephony))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)
@@ -108,6 +120,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(alarms.router)
     app.include_router(scenes.router)
     app.include_router(plans.router)
+    app.include_router(endpoints.router)
     app.include_router(metrics_api.router)
     app.include_router(console.router)
     app.add_middleware(AuditAndMetrics, hub=hub, metrics=metrics)

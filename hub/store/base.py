@@ -43,6 +43,23 @@ class AlarmHistoryEntry:
     id: int = 0
 
 
+@dataclass(frozen=True, kw_only=True)
+class CallRecordRow:
+    """One ended call leg (the ``call_records`` table)."""
+
+    id: str
+    leg: str
+    direction: str
+    remote: str
+    trunk: str | None
+    start_ts: float
+    answer_ts: float | None
+    end_ts: float | None
+    status: int | None
+    reason: str
+    conference: str | None = None
+
+
 class Store(abc.ABC):
     """Append-only event log and audit log, plus the tables later subsystems fill."""
 
@@ -113,6 +130,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def prune_rollups(self, before: float) -> None:
         """Queue the removal of roll-ups of minutes before ``before``."""
+
+    @abc.abstractmethod
+    def save_call_record(self, record: CallRecordRow) -> None:
+        """Queue one ended call leg for ``call_records`` (a repeat of the id replaces it)."""
+
+    @abc.abstractmethod
+    async def call_records(self, *, limit: int = 100) -> list[CallRecordRow]:
+        """Newest call records first."""
 
     @abc.abstractmethod
     def health(self) -> tuple[bool, str]:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from hub.errors import StoreError
 from hub.events import Event, event_from_record
-from hub.store.base import AlarmHistoryEntry, AuditEntry, Store
+from hub.store.base import AlarmHistoryEntry, AuditEntry, CallRecordRow, Store
 from hub.store.migrations import LATEST, MIGRATIONS
 from monitoring.alarms import AlarmSnapshot
 from monitoring.series import Rollup
@@ -201,6 +201,42 @@ class SqliteStore(Store):
         assert future is not None
         row_id = await future
         return AuditEntry(**{**entry.__dict__, "ts": ts, "id": row_id})
+
+    def save_call_record(self, record: CallRecordRow) -> None:
+        self._enqueue(
+            "INSERT OR REPLACE INTO call_records(id, conference, leg, direction, remote, trunk,"
+            " start_ts, answer_ts, end_ts, status, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.id,
+                record.conference,
+                record.leg,
+                record.direction,
+                record.remote,
+                record.trunk,
+                record.start_ts,
+                record.answer_ts,
+                record.end_ts,
+                record.status,
+                record.reason,
+            ),
+            False,
+        )
+
+    async def call_records(self, *, limit: int = 100) -> list[CallRecordRow]:
+        rows = await self._read(
+            lambda: self._rows(
+                "SELECT id, conference, leg, direction, remote, trunk, start_ts, answer_ts,"
+                " end_ts, status, reason FROM call_records ORDER BY start_ts DESC LIMIT ?",
+                (limit,),
+            )
+        )
+        return [
+            CallRecordRow(
+                id=r[0], conference=r[1], leg=r[2], direction=r[3], remote=r[4], trunk=r[5],
+                start_ts=r[6], answer_ts=r[7], end_ts=r[8], status=r[9], reason=r[10] or "",
+            )
+            for r in rows
+        ]  # fmt: skip
 
     def _write_loop(self) -> None:
         conn = _connect(self.path, self.synchronous)
