@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from devices.capabilities import capabilities_of
+from devices.snapshot import DeviceSnapshot
 from hub.api.deps import ANY_ROLE, get_hub, require
 from hub.auth import Principal
 from hub.config import Role
@@ -25,13 +27,19 @@ class DeviceOut(BaseModel):
     state: dict[str, Any]
     error: str
     updated: float
+    capabilities: list[str] = Field(description="capability names: the command vocabulary")
+
+    @classmethod
+    def of(cls, snapshot: DeviceSnapshot) -> DeviceOut:
+        names = [cap.name for cap in capabilities_of(snapshot.type)]
+        return cls(**snapshot.as_dict(), capabilities=names)
 
 
 @router.get("/api/v1/devices", response_model=list[DeviceOut])
 async def list_devices(
     hub: HubDep, _: Annotated[Principal, Depends(require(*ANY_ROLE))]
 ) -> list[DeviceOut]:
-    return [DeviceOut(**s.as_dict()) for s in hub.equipment.snapshots().values()]
+    return [DeviceOut.of(s) for s in hub.equipment.snapshots().values()]
 
 
 @router.get("/api/v1/devices/{device_id}", response_model=DeviceOut)
@@ -41,7 +49,7 @@ async def get_device(
     snapshot = hub.equipment.snapshots().get(device_id)
     if snapshot is None:
         raise NotFound(f"no device {device_id!r}")
-    return DeviceOut(**snapshot.as_dict())
+    return DeviceOut.of(snapshot)
 
 
 @router.post("/api/v1/devices/{device_id}/commands")

@@ -58,6 +58,7 @@ async def test_device_state_route_and_errors(hub_with_matrix: Hub, matrix: SisSe
         assert matrix.ties[2] == 3
         state = (await client.get("/api/v1/devices/matrix-1", headers=auth("ops"))).json()
         assert state["state"]["ties"]["2"] == 3
+        assert state["capabilities"] == ["matrix"]
 
         # The device's own error code reaches the caller.
         matrix.errors[b"5*1!"] = "E13"
