@@ -89,6 +89,16 @@ def _alive(pid: int, marker: str | None = None) -> bool:
     return marker is None or marker.encode() in cmdline
 
 
+def _program(pid: int) -> str:
+    """A child's command line (snmpsim, upsd, dummy-ups...): ``lab down`` checks it
+    before killing, so that a pid reused by another program is left alone."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return f"pid-{pid}-gone"
+    return cmdline.decode(errors="replace").strip()
+
+
 def _read_state(state_dir: Path) -> dict[str, Any] | None:
     try:
         state: dict[str, Any] = json.loads((state_dir / "state.json").read_text())
@@ -136,7 +146,7 @@ async def _run_up(spec: Any, args: argparse.Namespace) -> int:
                 "bench_file": str(args.bench),
                 "site": str(site) if site else None,
                 "control_url": bench.control_url,
-                "children": [{"pid": p, "marker": "snmpsim"} for p in bench.pids()],
+                "children": [{"pid": p, "marker": _program(p)} for p in bench.pids()],
                 "started": time.time(),
             }
             state_file.write_text(json.dumps(state, indent=1))
