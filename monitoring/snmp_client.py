@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pyasn1.type import univ  # type: ignore[import-untyped]
 from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
-    CommunityData,
     ContextData,
     ObjectIdentity,
     ObjectType,
     SnmpEngine,
     UdpTransportTarget,
-    UsmUserData,
     bulk_cmd,
     get_cmd,
     next_cmd,
-    usmAesBlumenthalCfb192Protocol,
-    usmAesBlumenthalCfb256Protocol,
-    usmAesCfb128Protocol,
-    usmAesCfb192Protocol,
-    usmAesCfb256Protocol,
-    usmDESPrivProtocol,
-    usmHMAC128SHA224AuthProtocol,
-    usmHMAC192SHA256AuthProtocol,
-    usmHMAC256SHA384AuthProtocol,
-    usmHMAC384SHA512AuthProtocol,
-    usmHMACMD5AuthProtocol,
-    usmHMACSHAAuthProtocol,
 )
 from pysnmp.proto import errind, rfc1155, rfc1902  # type: ignore[import-untyped]
 from pysnmp.proto.rfc1905 import (  # type: ignore[import-untyped]
@@ -47,6 +33,7 @@ from pysnmp.proto.rfc1905 import (  # type: ignore[import-untyped]
 )
 
 from devices.config import SnmpTransport
+from devices.snmp import auth_hint, snmp_credentials
 from monitoring.coordinator import PollFailed
 
 logger = logging.getLogger(__name__)
@@ -54,38 +41,6 @@ logger = logging.getLogger(__name__)
 _ABSENT = (NoSuchObject, NoSuchInstance, EndOfMibView)
 MAX_ROWS = 100_000  # a table longer than this is a broken agent (or a loop)
 GET_CHUNK = 40  # varbinds per GET request
-
-AUTH_PROTOCOLS: Mapping[str, Any] = {
-    "MD5": usmHMACMD5AuthProtocol,
-    "SHA": usmHMACSHAAuthProtocol,
-    "SHA-224": usmHMAC128SHA224AuthProtocol,
-    "SHA-256": usmHMAC192SHA256AuthProtocol,
-    "SHA-384": usmHMAC256SHA384AuthProtocol,
-    "SHA-512": usmHMAC384SHA512AuthProtocol,
-}
-PRIV_PROTOCOLS: Mapping[str, Any] = {
-    "DES": usmDESPrivProtocol,
-    "AES": usmAesCfb128Protocol,
-    "AES128": usmAesCfb128Protocol,
-    "AES192": usmAesBlumenthalCfb192Protocol,  # key localisation as net-snmp does it
-    "AES256": usmAesBlumenthalCfb256Protocol,
-    "AES192C": usmAesCfb192Protocol,  # ... as Cisco does it (Reeder draft)
-    "AES256C": usmAesCfb256Protocol,
-}
-# the agent's USM refused us: what to check in the site file
-_AUTH_HINTS: tuple[tuple[type[Exception], str], ...] = (
-    (errind.WrongDigest, "auth_key and auth_protocol"),
-    (errind.AuthenticationFailure, "auth_key and auth_protocol"),
-    (errind.AuthenticationError, "auth_key and auth_protocol"),
-    (errind.DecryptionError, "priv_key and priv_protocol"),
-    (errind.UnknownUserName, "user"),
-    (errind.UnknownSecurityName, "user"),
-    (errind.UnsupportedSecurityLevel, "security_level"),
-    (errind.NotInTimeWindow, "the agent's clock and engine boots"),
-    (errind.UnsupportedAuthProtocol, "auth_protocol"),
-    (errind.UnsupportedPrivProtocol, "priv_protocol"),
-    (errind.EncryptionError, "priv_protocol"),
-)
 
 
 @dataclass(frozen=True)
@@ -99,22 +54,6 @@ class Counter:
 Value = int | float | str | Counter
 """An SNMP value in Python: integers (INTEGER, Gauge32, TimeTicks), text (OCTET STRING,
 hex when not printable), an OID as dotted text, or a counter."""
-
-
-def credentials(transport: SnmpTransport) -> Any:
-    """pysnmp's ``CommunityData`` (v1/v2c) or ``UsmUserData`` (v3) for ``transport``."""
-    if transport.version != "3":
-        community = transport.community.get_secret_value() if transport.community else "public"
-        return CommunityData(community, mpModel=0 if transport.version == "1" else 1)
-    level = transport.level
-    kwargs: dict[str, Any] = {}
-    if level != "noAuthNoPriv" and transport.auth_key is not None:
-        kwargs["authKey"] = transport.auth_key.get_secret_value()
-        kwargs["authProtocol"] = AUTH_PROTOCOLS[transport.auth_protocol or "SHA"]
-    if level == "authPriv" and transport.priv_key is not None:
-        kwargs["privKey"] = transport.priv_key.get_secret_value()
-        kwargs["privProtocol"] = PRIV_PROTOCOLS[transport.priv_protocol or "AES128"]
-    return UsmUserData(transport.user, **kwargs)
 
 
 def to_python(value: Any) -> Value | None:
@@ -155,7 +94,7 @@ class SnmpSession:
         self.timeout = timeout
         self.retries = retries
         self.label = label or f"{transport.host}:{transport.port}"
-        self._auth = credentials(transport)
+        self._auth = snmp_credentials(transport)
         self._context = ContextData(contextName=transport.context)
         self._engine: Any = None
         self._target: Any = None
@@ -206,13 +145,13 @@ class SnmpSession:
                     f"no SNMP answer from {self.label} within {self.timeout:g} s"
                     f" ({self.retries + 1} attempt(s))",
                 )
-            for kind, check in _AUTH_HINTS:
-                if isinstance(indication, kind):
-                    raise PollFailed(
-                        "auth",
-                        f"SNMPv3 user {self.transport.user!r} refused by {self.label}:"
-                        f" {indication} (check {check})",
-                    )
+            check = auth_hint(indication)
+            if check is not None:
+                raise PollFailed(
+                    "auth",
+                    f"SNMPv3 user {self.transport.user!r} refused by {self.label}:"
+                    f" {indication} (check {check})",
+                )
             raise PollFailed("protocol", f"{self.label}: {indication}")
         self.varbinds += len(var_binds)
         return status, index, var_binds

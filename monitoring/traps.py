@@ -28,9 +28,10 @@ from pysnmp.entity import engine as snmp_engine
 from pysnmp.entity.rfc3413 import ntfrcv  # type: ignore[import-untyped]
 from pysnmp.proto.api import v2c  # type: ignore[import-untyped]
 
+from devices.snmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS
 from monitoring.coordinator import Feed
 from monitoring.samples import Occurrence, OccurrenceState, freeze_labels
-from monitoring.snmp_client import AUTH_PROTOCOLS, PRIV_PROTOCOLS, to_python
+from monitoring.snmp_client import to_python
 from monitoring.targets import TrapListener
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ only armed for retransmission over unreliable transports, as section 17 says.
 
 from __future__ import annotations
 
+import abc
 import enum
 import logging
 import secrets
@@ -212,7 +213,7 @@ class ServerNonInviteState(enum.Enum):
     TERMINATED = "terminated"
 
 
-class Transaction:
+class Transaction(abc.ABC):
     """What the four machines share: the request, the key, state changes and timers."""
 
     state: enum.Enum  # each machine narrows it to its own enum, whose last value is terminated
@@ -266,8 +267,9 @@ class Transaction:
         logger.debug("%s in state %s: %s ignored", type(self).__name__, self.state.value, event)
         return []
 
+    @abc.abstractmethod
     def on_timer(self, timer: TimerName, now: float) -> list[Action]:
-        raise NotImplementedError
+        """``timer`` fired at ``now``: the machine's actions (none when it is not due)."""
 
     def transport_error(self, now: float) -> list[Action]:
         """The transport could not send (section 17.1.4 / 17.2.4): fail and terminate."""

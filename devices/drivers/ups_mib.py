@@ -14,28 +14,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from pysnmp.hlapi.v3arch.asyncio import (  # type: ignore[import-untyped]
-    CommunityData,
     ContextData,
     ObjectIdentity,
     ObjectType,
     SnmpEngine,
     UdpTransportTarget,
-    UsmUserData,
     bulk_cmd,
     get_cmd,
     next_cmd,
-    usmAesBlumenthalCfb192Protocol,
-    usmAesBlumenthalCfb256Protocol,
-    usmAesCfb128Protocol,
-    usmAesCfb192Protocol,
-    usmAesCfb256Protocol,
-    usmDESPrivProtocol,
-    usmHMAC128SHA224AuthProtocol,
-    usmHMAC192SHA256AuthProtocol,
-    usmHMAC256SHA384AuthProtocol,
-    usmHMAC384SHA512AuthProtocol,
-    usmHMACMD5AuthProtocol,
-    usmHMACSHAAuthProtocol,
 )
 from pysnmp.proto import errind  # type: ignore[import-untyped]
 from pysnmp.proto.rfc1905 import (  # type: ignore[import-untyped]
@@ -49,6 +35,7 @@ from devices.capabilities import Ups
 from devices.config import DeviceConfig, SnmpTransport
 from devices.errors import DeviceCommandError, DeviceConfigError, DeviceTimeout, DeviceUnavailable
 from devices.registry import register
+from devices.snmp import auth_hint, snmp_credentials
 from protocols.ups_mib import ALARM_DESCR_COLUMN, UPS_OBJECTS, decode_ups
 
 _ABSENT = (NoSuchObject, NoSuchInstance, EndOfMibView)
@@ -56,61 +43,11 @@ _ALARMS_PRESENT = "1.3.6.1.2.1.33.1.6.1.0"
 MAX_ALARM_ROWS = 64  # RFC 1628 lists 24 well-known alarms; a longer table is a broken agent
 BULK_ROWS = 16
 
-AUTH_PROTOCOLS: Mapping[str, Any] = {
-    "MD5": usmHMACMD5AuthProtocol,
-    "SHA": usmHMACSHAAuthProtocol,
-    "SHA-224": usmHMAC128SHA224AuthProtocol,
-    "SHA-256": usmHMAC192SHA256AuthProtocol,
-    "SHA-384": usmHMAC256SHA384AuthProtocol,
-    "SHA-512": usmHMAC384SHA512AuthProtocol,
-}
-PRIV_PROTOCOLS: Mapping[str, Any] = {
-    "DES": usmDESPrivProtocol,
-    "AES": usmAesCfb128Protocol,
-    "AES128": usmAesCfb128Protocol,
-    "AES192": usmAesBlumenthalCfb192Protocol,
-    "AES256": usmAesBlumenthalCfb256Protocol,
-    "AES192C": usmAesCfb192Protocol,
-    "AES256C": usmAesCfb256Protocol,
-}
-# the agent's USM refused us: what to check in the site file
-_AUTH_HINTS: tuple[tuple[type[Exception], str], ...] = (
-    (errind.WrongDigest, "auth_key and auth_protocol"),
-    (errind.AuthenticationFailure, "auth_key and auth_protocol"),
-    (errind.AuthenticationError, "auth_key and auth_protocol"),
-    (errind.DecryptionError, "priv_key and priv_protocol"),
-    (errind.UnknownUserName, "user"),
-    (errind.UnknownSecurityName, "user"),
-    (errind.UnsupportedSecurityLevel, "security_level"),
-    (errind.NotInTimeWindow, "the agent's clock and engine boots"),
-    (errind.UnsupportedAuthProtocol, "auth_protocol"),
-    (errind.UnsupportedPrivProtocol, "priv_protocol"),
-    (errind.EncryptionError, "priv_protocol (is the cryptography package installed?)"),
-)
-
 
 class SnmpAuthFailed(DeviceUnavailable):
     """The agent's SNMPv3 security refused the request (wrong user, key or protocol)."""
 
     code = "auth"
-
-
-def snmp_credentials(transport: SnmpTransport) -> Any:
-    """pysnmp's ``CommunityData`` (v1/v2c) or ``UsmUserData`` (v3) for ``transport``."""
-    if transport.version != "3":
-        community = transport.community.get_secret_value() if transport.community else "public"
-        return CommunityData(community, mpModel=0 if transport.version == "1" else 1)
-    level = transport.level
-    auth_key = transport.auth_key.get_secret_value() if transport.auth_key else None
-    priv_key = transport.priv_key.get_secret_value() if transport.priv_key else None
-    kwargs: dict[str, Any] = {}
-    if level != "noAuthNoPriv":
-        kwargs["authKey"] = auth_key
-        kwargs["authProtocol"] = AUTH_PROTOCOLS[transport.auth_protocol or "SHA"]
-    if level == "authPriv":
-        kwargs["privKey"] = priv_key
-        kwargs["privProtocol"] = PRIV_PROTOCOLS[transport.priv_protocol or "AES128"]
-    return UsmUserData(transport.user, **kwargs)
 
 
 @register("ups-mib")
@@ -195,12 +132,12 @@ class UpsMib(Device[None]):
         if indication:
             if isinstance(indication, errind.RequestTimedOut):
                 raise DeviceTimeout(str(indication))
-            for kind, check in _AUTH_HINTS:
-                if isinstance(indication, kind):
-                    raise SnmpAuthFailed(
-                        f"auth: SNMPv3 user {self.transport.user!r} refused: {indication}"
-                        f" (check {check})"
-                    )
+            check = auth_hint(indication)
+            if check is not None:
+                raise SnmpAuthFailed(
+                    f"auth: SNMPv3 user {self.transport.user!r} refused: {indication}"
+                    f" (check {check})"
+                )
             raise DeviceUnavailable(str(indication))
         return status, index, var_binds
 

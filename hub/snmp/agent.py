@@ -28,6 +28,7 @@ from pysnmp.proto import rfc1902, rfc1905  # type: ignore[import-untyped]
 from pysnmp.smi import error as smi_error  # type: ignore[import-untyped]
 from pysnmp.smi.instrum import AbstractMibInstrumController  # type: ignore[import-untyped]
 
+from devices.snmp import AUTH_PROTOCOLS, PRIV_PROTOCOLS
 from devices.tasks import TaskOwner
 from hub.bus import EventBus, SubscriberDropped, Subscription
 from hub.events import AlarmStateChanged, Event, SubsystemState
@@ -51,24 +52,6 @@ from monitoring.config import WarningLevel
 from monitoring.errors import ActionFailed
 
 logger = logging.getLogger(__name__)
-
-AUTH = {
-    "MD5": config.USM_AUTH_HMAC96_MD5,
-    "SHA": config.USM_AUTH_HMAC96_SHA,
-    "SHA-224": config.USM_AUTH_HMAC128_SHA224,
-    "SHA-256": config.USM_AUTH_HMAC192_SHA256,
-    "SHA-384": config.USM_AUTH_HMAC256_SHA384,
-    "SHA-512": config.USM_AUTH_HMAC384_SHA512,
-}
-PRIV = {
-    "DES": config.USM_PRIV_CBC56_DES,
-    "AES": config.USM_PRIV_CFB128_AES,
-    "AES128": config.USM_PRIV_CFB128_AES,
-    "AES192": config.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
-    "AES192C": config.USM_PRIV_CFB192_AES,
-    "AES256C": config.USM_PRIV_CFB256_AES,
-}
 
 # VACM names of the agent's configuration
 READ_VIEW = "cchub-read"
@@ -337,9 +320,9 @@ class HubAgent:
             config.add_v3_user(
                 snmp_engine,
                 user.name,
-                AUTH[user.auth_protocol],
+                AUTH_PROTOCOLS[user.auth_protocol],
                 user.auth_key.get_secret_value(),
-                PRIV[user.priv_protocol],
+                PRIV_PROTOCOLS[user.priv_protocol],
                 user.priv_key.get_secret_value(),
             )
             config.add_vacm_group(snmp_engine, V3_GROUP, 3, user.name)
