@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import tempfile
 from pathlib import Path
 from types import TracebackType
+
+from lab.processes import find_program, free_port, stop_process
 
 START_TIMEOUT = 10.0
 
@@ -21,23 +21,11 @@ class MosquittoUnavailable(RuntimeError):
 
 
 def program(name: str) -> str:
-    for folder in ("/usr/sbin", "/usr/bin"):
-        path = os.path.join(folder, name)
-        if os.access(path, os.X_OK):
-            return path
-    found = shutil.which(name)
-    if found is None:
-        raise MosquittoUnavailable(
-            f"{name} is missing: install Debian's mosquitto and mosquitto-clients (`make deps`)"
-        )
-    return found
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return find_program(
+        name,
+        "install Debian's mosquitto and mosquitto-clients (`make deps`)",
+        error=MosquittoUnavailable,
+    )
 
 
 class Mosquitto:
@@ -69,7 +57,7 @@ class Mosquitto:
         folder = Path(self._dir.name)
         last = ""
         for _ in range(3):  # the free port can be taken between the probe and the bind
-            self.port = self._wanted or free_tcp_port(self.host)
+            self.port = self._wanted or free_port(self.host)
             conf = folder / "mosquitto.conf"
             conf.write_text(
                 f"listener {self.port} {self.host}\n"
@@ -115,13 +103,7 @@ class Mosquitto:
         proc, self._proc = self._proc, None
         if proc is None:
             return ""
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         err = b""
         if proc.stderr is not None:
             with contextlib.suppress(Exception):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -16,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-SNMPD_PATHS = ("/usr/sbin/snmpd", "/usr/bin/snmpd")
+from lab.processes import find_program, free_port, stop_process
+
 START_TIMEOUT = 15.0
 
 
@@ -25,20 +25,7 @@ class SnmpdUnavailable(RuntimeError):
 
 
 def snmpd_program() -> str:
-    for path in SNMPD_PATHS:
-        if os.access(path, os.X_OK):
-            return path
-    found = shutil.which("snmpd")
-    if found is None:
-        raise SnmpdUnavailable("net-snmp's snmpd is missing: install Debian's snmpd (`make deps`)")
-    return found
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return find_program("snmpd", "install Debian's snmpd (`make deps`)", error=SnmpdUnavailable)
 
 
 @dataclass(frozen=True)
@@ -115,7 +102,7 @@ class NetSnmpAgent:
         }
         last = ""
         for _ in range(3):  # the free port can be taken between the probe and the bind
-            self.port = free_udp_port(self.host)
+            self.port = free_port(self.host, socket.SOCK_DGRAM)
             log = (self.workdir / "snmpd.log").open("wb")
             self._proc = await asyncio.create_subprocess_exec(
                 program,
@@ -163,14 +150,7 @@ class NetSnmpAgent:
 
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await stop_process(proc)
 
     async def stop(self) -> None:
         await self._kill()

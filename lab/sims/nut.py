@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from lab.processes import free_port, stop_process
 from lab.registry import register
 from lab.simulator import Outbox, SimState, SimStatus, Simulator
 from protocols import nut
@@ -48,13 +48,6 @@ def nut_programs() -> tuple[Path, Path]:
         f"NUT's upsd and dummy-ups are not installed (looked in {', '.join(dirs)}): install"
         " Debian's nut-server and nut-client (`make deps` does) or set CCHUB_NUT_DIR"
     )
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class NutState(SimState):
@@ -266,19 +259,13 @@ class NutSimulator(Simulator):
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGCONT)  # a frozen driver cannot act on SIGTERM
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await stop_process(proc)
 
     async def _start_upsd(self) -> None:
         upsd, _ = self._programs
         for _attempt in range(3):
             if not self._upsd_port:
-                self._upsd_port = free_tcp_port()
+                self._upsd_port = free_port()
             await asyncio.to_thread(self._write_upsd_conf)
             self._upsd = await self._spawn(upsd, log="upsd.log")
             if await self._listening(self._upsd):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import snmpsim_env
+from lab.processes import free_port, stop_process
 from lab.registry import register
 from lab.sims.ups_recording import UpsState, render
 from lab.simulator import SimState, SimStatus, Simulator
@@ -62,13 +63,6 @@ class _Upstream(asyncio.DatagramProtocol):
         self.sim.response(data, self.client)
 
 
-def free_udp_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @register("ups-mib")
 class UpsMibSimulator(Simulator):
     """An RFC 1628 UPS agent on UDP; values follow the simulator state."""
@@ -97,7 +91,7 @@ class UpsMibSimulator(Simulator):
         engine = await asyncio.to_thread(snmpsim_env.ensure)
         await asyncio.to_thread(self._prepare_dirs)
         await asyncio.to_thread(self._write_recording)
-        self._engine_port = free_udp_port("127.0.0.1")
+        self._engine_port = free_port("127.0.0.1", socket.SOCK_DGRAM)
         await self._start_engine(engine)
         await self._listen()
         self.spawn(self._watch_engine(), "snmpsim watch")
@@ -208,13 +202,7 @@ class UpsMibSimulator(Simulator):
         for upstream in self._upstreams.values():
             upstream.close()
         self._upstreams.clear()
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.terminate()
-            try:
-                await asyncio.wait_for(self._proc.wait(), 5)
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
+        await stop_process(self._proc)
         if self._run_dir is not None:
             await asyncio.to_thread(shutil.rmtree, self._run_dir, True)
             self._run_dir = None

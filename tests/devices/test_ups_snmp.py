@@ -27,6 +27,7 @@ from devices.base import Device
 from devices.errors import InvalidCommand
 from devices.registry import driver_for
 from devices.snapshot import DeviceSnapshot
+from lab.processes import free_port
 from tests.devices.peers import device_config, eventually, online
 
 SNMPD = shutil.which("snmpd") or ("/usr/sbin/snmpd" if os.path.exists("/usr/sbin/snmpd") else None)
@@ -64,18 +65,11 @@ class Agent:
             engine.close_dispatcher()
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def snmpd(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Agent]:
     assert SNMPD is not None
     omit: tuple[str, ...] = getattr(request, "param", ())
-    port = free_udp_port()
+    port = free_port(kind=socket.SOCK_DGRAM)
     lines = ["rocommunity public 127.0.0.1", "rwcommunity private 127.0.0.1"]
     served = {oid: v for oid, v in VALUES.items() if oid not in omit}
     lines += [f"override -rw {oid} {kind} {value}" for oid, (kind, value) in served.items()]
@@ -141,7 +135,7 @@ async def test_reads_the_ups_mib_and_follows_a_mains_failure(snmpd: Agent) -> No
 
 
 async def test_silent_agent_is_offline_with_a_timeout() -> None:
-    device = ups(free_udp_port(), timeout=0.2, options={"retries": 0})
+    device = ups(free_port(kind=socket.SOCK_DGRAM), timeout=0.2, options={"retries": 0})
     async with device:
         await eventually(lambda: device.snapshot.error != "not started")
         assert not device.snapshot.online

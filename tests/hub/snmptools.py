@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.processes import free_port
 from tests.devices.peers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,12 +86,6 @@ def numeric(lines: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Trap:
     security: str  # "SNMP v2c, community public" / "SNMP v3, user ops, context "
@@ -111,7 +106,7 @@ class TrapReceiver:
         (self.workdir / "persist").mkdir(exist_ok=True)
         (self.workdir / "snmptrapd.conf").write_text(conf)
         for _ in range(5):  # a free port can be taken between the probe and the bind
-            self.port = free_udp_port()
+            self.port = free_port(kind=socket.SOCK_DGRAM)
             self.log.write_text("")
             proc = await asyncio.create_subprocess_exec(
                 snmptrapd, "-f", "-C", "-c", str(self.workdir / "snmptrapd.conf"),
