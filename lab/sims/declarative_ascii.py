@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from lab.sims.declarative_wall import Dialect, WallState, Window, dialect
+from lab.sims.declarative_wall import Dialect, Refused, WallState, Window, dialect
 
 MAX_LINE = 256
 MAX_SCENE = 32
@@ -18,19 +18,14 @@ _FOUR = re.compile(r"\d{4}")
 UNKNOWN, OUT_OF_RANGE, NO_SCENE, NOT_OPEN, LOCKED = "01", "02", "03", "04", "05"
 
 
-class _Refused(Exception):
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-
 def _numbers(args: list[str], widths: tuple[int, ...]) -> list[int]:
     """The arguments as numbers, each exactly as wide as the protocol writes it."""
     if len(args) != len(widths):
-        raise _Refused(UNKNOWN)
+        raise Refused(UNKNOWN)
     out = []
     for arg, width in zip(args, widths, strict=True):
         if (_TWO if width == 2 else _FOUR).fullmatch(arg) is None:
-            raise _Refused(OUT_OF_RANGE)
+            raise Refused(OUT_OF_RANGE)
         out.append(int(arg))
     return out
 
@@ -38,6 +33,9 @@ def _numbers(args: list[str], widths: tuple[int, ...]) -> list[int]:
 @dialect("lcd-wall-ascii")
 class AsciiWall(Dialect):
     """``<SCENE,03>`` -> ``<SCENE,03,OK>``; lines end in CR, LF or CR LF."""
+
+    OUT_OF_RANGE = OUT_OF_RANGE
+    NOT_OPEN = NOT_OPEN
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -64,10 +62,10 @@ class AsciiWall(Dialect):
         try:
             text = line.decode("ascii")
             if not (text.startswith("<") and text.endswith(">")):
-                raise _Refused(UNKNOWN)
+                raise Refused(UNKNOWN)
             reply = self.handle(text[1:-1].split(","), state)
-        except (UnicodeDecodeError, _Refused) as err:
-            code = err.code if isinstance(err, _Refused) else UNKNOWN
+        except (UnicodeDecodeError, Refused) as err:
+            code = err.code if isinstance(err, Refused) else UNKNOWN
             return f"<ERR,{code}>\r\n".encode()
         return f"<{reply}>\r\n".encode()
 
@@ -77,50 +75,50 @@ class AsciiWall(Dialect):
         if command == "GET":
             return self._get(args, state)
         if state.locked and command in ("SCENE", "WINOPEN", "WINCLOSE", "WINMOVE", "WINSRC"):
-            raise _Refused(LOCKED)
+            raise Refused(LOCKED)
         if command == "SCENE":
             (scene,) = _numbers(args, (2,))
             if not 1 <= scene <= MAX_SCENE:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             if scene not in state.scenes:
-                raise _Refused(NO_SCENE)
+                raise Refused(NO_SCENE)
             state.windows = dict(state.scenes[scene])
             state.scene = scene
             return f"SCENE,{scene:02d},OK"
         if command == "WINOPEN":
             window, source, x, y, w, h = _numbers(args, (2, 2, 4, 4, 4, 4))
-            self._window_number(window, state)
+            self.window_number(window, state)
             if not 1 <= source <= state.inputs or not w or not h:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             state.windows = {**state.windows, window: Window(source=source, x=x, y=y, w=w, h=h)}
             return f"WINOPEN,{window:02d},OK"
         if command == "WINCLOSE":
             (window,) = _numbers(args, (2,))
-            self._open_window(window, state)
+            self.open_window(window, state)
             state.windows = {k: v for k, v in state.windows.items() if k != window}
             return f"WINCLOSE,{window:02d},OK"
         if command == "WINMOVE":
             window, x, y, w, h = _numbers(args, (2, 4, 4, 4, 4))
-            current = self._open_window(window, state)
+            current = self.open_window(window, state)
             if not w or not h:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             moved = Window(source=current.source, x=x, y=y, w=w, h=h)
             state.windows = {**state.windows, window: moved}
             return f"WINMOVE,{window:02d},OK"
         if command == "WINSRC":
             window, source = _numbers(args, (2, 2))
-            current = self._open_window(window, state)
+            current = self.open_window(window, state)
             if not 1 <= source <= state.inputs:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             state.windows = {**state.windows, window: current.model_copy(update={"source": source})}
             return f"WINSRC,{window:02d},{source:02d},OK"
         if command == "ROUTE":
             source, output = _numbers(args, (2, 2))
             if not 0 <= source <= state.inputs or not 1 <= output <= state.outputs:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             state.ties = {**state.ties, output: source}
             return f"ROUTE,{source:02d},{output:02d},OK"
-        raise _Refused(UNKNOWN)
+        raise Refused(UNKNOWN)
 
     def _get(self, args: list[str], state: WallState) -> str:
         what, rest = (args[0], args[1:]) if args else ("", [])
@@ -128,7 +126,7 @@ class AsciiWall(Dialect):
             return f"SCENE,{state.scene:02d}"
         if what == "WIN":
             (window,) = _numbers(rest, (2,))
-            self._window_number(window, state)
+            self.window_number(window, state)
             shown = state.windows.get(window)
             if shown is None:
                 return f"WIN,{window:02d},00,0000,0000,0000,0000"
@@ -139,21 +137,9 @@ class AsciiWall(Dialect):
         if what == "ROUTE":
             (output,) = _numbers(rest, (2,))
             if not 1 <= output <= state.outputs:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             return f"ROUTE,{state.ties.get(output, 0):02d},{output:02d}"
-        raise _Refused(UNKNOWN)
-
-    @staticmethod
-    def _window_number(window: int, state: WallState) -> None:
-        if not 1 <= window <= state.max_windows:
-            raise _Refused(OUT_OF_RANGE)
-
-    def _open_window(self, window: int, state: WallState) -> Window:
-        self._window_number(window, state)
-        shown = state.windows.get(window)
-        if shown is None:
-            raise _Refused(NOT_OPEN)
-        return shown
+        raise Refused(UNKNOWN)
 
     def reports(self, state: WallState, old: WallState) -> list[bytes]:
         if state.scene != old.scene:

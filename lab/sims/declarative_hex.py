@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from lab.sims.declarative_wall import Dialect, WallState, Window, dialect
+from lab.sims.declarative_wall import Dialect, Refused, WallState, Window, dialect
 
 HEADER = b"\xaa\xbb"
 FRAME = 15
@@ -30,14 +30,12 @@ def frame(address: int, command: int, data: bytes = b"") -> bytes:
     return HEADER + body + bytes([checksum(body)])
 
 
-class _Refused(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
 @dialect("splicer-hex")
 class HexSplicer(Dialect):
     """Frames in, frames out; frames for another address are ignored (an RS-485 bus)."""
+
+    OUT_OF_RANGE = OUT_OF_RANGE
+    NOT_OPEN = NOT_OPEN
 
     def __init__(self) -> None:
         self._buffer = b""
@@ -72,73 +70,61 @@ class HexSplicer(Dialect):
             return frame(state.address, ERROR, bytes([command, code]))
         try:
             return frame(state.address, command | 0x80, self.handle(command, data, state))
-        except _Refused as refused:
-            return frame(state.address, ERROR, bytes([command, refused.code]))
+        except Refused as refused:
+            return frame(state.address, ERROR, bytes([command, int(refused.code)]))
 
     def handle(self, command: int, data: bytes, state: WallState) -> bytes:
         """One command's data bytes in, the reply's data bytes out."""
         if command == 0x01:
             scene = data[0]
             if not 1 <= scene <= MAX_SCENE:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             if scene not in state.scenes:
-                raise _Refused(NO_SCENE)
+                raise Refused(NO_SCENE)
             state.windows = dict(state.scenes[scene])
             state.scene = scene
             return bytes([scene])
         if command == 0x02:
             window, source = data[0], data[1]
             x, y, w, h = struct.unpack(">4H", data[2:10])
-            self._window_number(window, state)
+            self.window_number(window, state)
             if not 1 <= source <= state.inputs or not w or not h:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             state.windows = {**state.windows, window: Window(source=source, x=x, y=y, w=w, h=h)}
             return bytes([window, source])
         if command == 0x03:
             window = data[0]
-            self._open_window(window, state)
+            self.open_window(window, state)
             state.windows = {k: v for k, v in state.windows.items() if k != window}
             return bytes([window])
         if command == 0x04:
             window = data[0]
-            current = self._open_window(window, state)
+            current = self.open_window(window, state)
             x, y, w, h = struct.unpack(">4H", data[2:10])
             if not w or not h:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             moved = Window(source=current.source, x=x, y=y, w=w, h=h)
             state.windows = {**state.windows, window: moved}
             return bytes([window])
         if command == 0x05:
             window, source = data[0], data[1]
-            current = self._open_window(window, state)
+            current = self.open_window(window, state)
             if not 1 <= source <= state.inputs:
-                raise _Refused(OUT_OF_RANGE)
+                raise Refused(OUT_OF_RANGE)
             state.windows = {**state.windows, window: current.model_copy(update={"source": source})}
             return bytes([window, source])
         if command == 0x10:
             return bytes([state.scene, state.max_windows, state.inputs])
         if command == 0x11:
             window = data[0]
-            self._window_number(window, state)
+            self.window_number(window, state)
             shown = state.windows.get(window)
             if shown is None:
                 return bytes([window, 0])
             return bytes([window, shown.source]) + struct.pack(
                 ">4H", shown.x, shown.y, shown.w, shown.h
             )
-        raise _Refused(UNKNOWN)
-
-    @staticmethod
-    def _window_number(window: int, state: WallState) -> None:
-        if not 1 <= window <= state.max_windows:
-            raise _Refused(OUT_OF_RANGE)
-
-    def _open_window(self, window: int, state: WallState) -> Window:
-        self._window_number(window, state)
-        shown = state.windows.get(window)
-        if shown is None:
-            raise _Refused(NOT_OPEN)
-        return shown
+        raise Refused(UNKNOWN)
 
     def reports(self, state: WallState, old: WallState) -> list[bytes]:
         if state.scene != old.scene:

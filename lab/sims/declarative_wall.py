@@ -11,7 +11,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,8 +78,31 @@ class WallState(SimState):
         return self
 
 
+class Refused(Exception):
+    """The device refuses a command with its own error ``code``."""
+
+    def __init__(self, code: str | int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 class Dialect(abc.ABC):
     """One vendor's wire format; one instance per connection (it keeps the framing state)."""
+
+    # the vendor's error codes for a window number outside the wall, and a closed window
+    OUT_OF_RANGE: ClassVar[str | int]
+    NOT_OPEN: ClassVar[str | int]
+
+    def window_number(self, window: int, state: WallState) -> None:
+        if not 1 <= window <= state.max_windows:
+            raise Refused(self.OUT_OF_RANGE)
+
+    def open_window(self, window: int, state: WallState) -> Window:
+        self.window_number(window, state)
+        shown = state.windows.get(window)
+        if shown is None:
+            raise Refused(self.NOT_OPEN)
+        return shown
 
     @abc.abstractmethod
     def feed(self, data: bytes, state: WallState, error: str | None = None) -> list[bytes]:
