@@ -3,6 +3,7 @@ trunks with their state), the active call legs and the recent call records."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -106,11 +107,4 @@ async def call_records(
 ) -> list[CallRecordOut]:
     """Ended call legs, newest first."""
     records = await hub.telephony.store.call_records(limit=limit)
-    return [
-        CallRecordOut(
-            id=r.id, leg=r.leg, direction=r.direction, remote=r.remote, trunk=r.trunk,
-            start_ts=r.start_ts, answer_ts=r.answer_ts, end_ts=r.end_ts, status=r.status,
-            reason=r.reason,
-        )
-        for r in records
-    ]  # fmt: skip
+    return [CallRecordOut(**asdict(r)) for r in records]  # the API leaves out conference
