@@ -98,6 +98,11 @@ class AlarmFilter:
             return False
         return self.rule is None or alarm.rule == self.rule
 
+    @property
+    def includes_normal(self) -> bool:
+        """Whether a normal alarm can match (if not, only open alarms need a look)."""
+        return not self.active if self.states is None else AlarmState.NORMAL in self.states
+
 
 class _RejectLog:
     """Logs a source's rejections once per reason, and its recovery once."""
@@ -666,7 +671,12 @@ class WarningCore:
 
     def alarms(self, selected: AlarmFilter | None = None) -> list[AlarmSnapshot]:
         chosen = selected or AlarmFilter()
-        out = [s for s in (a.snapshot() for a in self._alarms.values()) if chosen(s)]
+        pool = (
+            self._alarms.values()
+            if chosen.includes_normal
+            else [a for aid in self._open if (a := self._alarms.get(aid)) is not None]
+        )
+        out = [s for s in (a.snapshot() for a in pool) if chosen(s)]
         out.sort(key=lambda s: (-s.level.rank, -s.raised_ts, s.id))
         return out
 
