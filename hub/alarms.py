@@ -37,8 +37,9 @@ from monitoring.actions import (
 )
 from monitoring.alarms import AlarmSnapshot, AlarmState, AlarmTransition
 from monitoring.config import WarningLevel
+from monitoring.coordinator import Feed
 from monitoring.errors import AlarmNotFound, IllegalTransition
-from monitoring.samples import Occurrence, OccurrenceState, Rejection
+from monitoring.samples import Occurrence, OccurrenceState, Rejection, Sample
 from monitoring.warning import AlarmFilter, WarningCore
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ DEVICE_OFFLINE = "device.offline"
 
 # Snapshot errors that are not failures: the device is not running yet, or on purpose.
 _NOT_FAILURES = frozenset({"not started", "stopped"})
+
+PRUNE_EVERY = 3600.0
+"""Seconds between deletions of normal alarms past the retention (``alarm.retention``)."""
 
 # Units by state-key suffix: device state keys name their unit (charge_percent, input_voltage).
 _UNITS = (("_percent", "%"), ("_voltage", "V"), ("_hz", "Hz"), ("minutes_", "min"))
@@ -71,16 +75,35 @@ def unit_of(key: str) -> str:
     return ""
 
 
+class CoreFeed:
+    """A feed straight into the warning core (no series kept): until the hub's monitoring
+    routes the device feed through its intake."""
+
+    def __init__(self, core: WarningCore) -> None:
+        self._core = core
+
+    def sample(self, sample: Sample) -> bool:
+        return self._core.ingest(sample)
+
+    def occur(self, occurrence: Occurrence) -> None:
+        self._core.occur(occurrence)
+
+
 class DeviceFeed:
     """Device snapshots as producer input: ``device.offline`` occurrences (raised and
     cleared on the online edge) and one sample per numeric/bool state key, named
     ``<capability>.<key>`` (``ups.on_battery``, ``ups.charge_percent``)."""
 
     def __init__(self, core: WarningCore, clock: Callable[[], float]) -> None:
-        self._core = core
+        self._out: Feed = CoreFeed(core)
         self._clock = clock
         self._online: dict[str, bool] = {}
         self._states: dict[str, tuple[str, Mapping[str, Any]]] = {}
+
+    def route(self, feed: Feed) -> None:
+        """Feed through ``feed`` from now on: the hub's intake (``hub.monitoring``), which
+        counts the samples and keeps them as series for ``GET /api/v1/metrics``."""
+        self._out = feed
 
     def on_state(self, event: DeviceStateChanged) -> None:
         now = self._clock()
@@ -91,7 +114,7 @@ class DeviceFeed:
             state = OccurrenceState.CLEAR if event.online else OccurrenceState.RAISE
             why = "answers again" if event.online else (event.error or "offline")
             message = f"device {event.device} ({event.type}): {why}"
-            self._core.occur(Occurrence(DEVICE_OFFLINE, event.device, now, state, message))
+            self._out.occur(Occurrence(DEVICE_OFFLINE, event.device, now, state, message))
         if event.online:
             self._states[event.device] = (event.type, event.state)
             self._feed(event.device, event.type, event.state, now)
@@ -108,7 +131,8 @@ class DeviceFeed:
         prefix = metric_prefix(device_type)
         for key, value in state.items():
             if value is None or isinstance(value, bool | int | float):
-                self._core.submit(f"{prefix}.{key}", device, value, ts, unit_of(key))
+                number = None if value is None else float(value)
+                self._out.sample(Sample(f"{prefix}.{key}", device, number, ts, unit_of(key)))
 
 
 class AlarmService:
@@ -143,6 +167,8 @@ class AlarmService:
             source_labels=site.monitoring.sources,
         )
         self.devices = DeviceFeed(self.core, clock)
+        self.revision = 0
+        """Counts alarm changes handed to the store (readers cache alarm views by it)."""
         self._tasks = TaskOwner(logger)
         self._running = False
 
@@ -158,6 +184,7 @@ class AlarmService:
             open_alarms,
             len(self.site.rules),
         )
+        self.prune()
         self._running = True
         subscription = self._subscribe()
         self._tasks.spawn(self._consume(subscription), "alarms-devices")
@@ -185,7 +212,10 @@ class AlarmService:
             try:
                 async for event in subscription:
                     if isinstance(event, DeviceStateChanged):
-                        self.devices.on_state(event)
+                        try:
+                            self.devices.on_state(event)
+                        except Exception:  # loop boundary: one bad state never ends the feed
+                            logger.exception("[dev=%s] feeding its state failed", event.device)
                 return
             except SubscriberDropped as err:
                 # Device states are levels, not edges: the next snapshot tells the truth again.
@@ -196,16 +226,35 @@ class AlarmService:
         every = self.site.alarm.tick
         resample = self.site.monitoring.device_sample_interval
         next_resample = self._clock() + resample
+        next_prune = self._clock() + PRUNE_EVERY
         while True:
             await asyncio.sleep(every)
             if self._clock() >= next_resample:
                 next_resample = self._clock() + resample
                 self.devices.resample()
             self.core.tick()
+            if self._clock() >= next_prune:
+                next_prune = self._clock() + PRUNE_EVERY
+                self.prune()
+
+    def prune(self) -> list[str]:
+        """Forget the normal alarms unchanged for ``alarm.retention`` seconds and delete
+        them with their history from the store; return their ids."""
+        gone = self.core.forget(self._clock() - self.site.alarm.retention)
+        if gone:
+            self.revision += 1
+            self._store.delete_alarms(gone)
+            logger.info(
+                "alarms: %d normal alarm(s) older than %g s deleted with their history",
+                len(gone),
+                self.site.alarm.retention,
+            )
+        return gone
 
     # -- the core's sink -------------------------------------------------------------------
 
     def transition(self, transition: AlarmTransition) -> None:
+        self.revision += 1
         alarm = transition.alarm
         self._store.save_alarm(
             alarm,
@@ -244,6 +293,7 @@ class AlarmService:
         )
 
     def updated(self, alarm: AlarmSnapshot) -> None:
+        self.revision += 1
         self._store.save_alarm(alarm)
         self._bus.publish(
             AlarmUpdated(

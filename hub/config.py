@@ -23,6 +23,7 @@ from pydantic import (
 
 from devices.config import DeviceConfig, Model, Name, Port, check_host
 from devices.scenes import SceneConfig, check_scenes
+from hub.conferences.config import ConferenceSection
 from hub.errors import ConfigError
 from hub.plans import STEP_KINDS, PlanConfig, check_plans
 from hub.snmp.config import SnmpSection, snmp_problems
@@ -122,6 +123,11 @@ class SipSection(Model):
     port: Port = 5060
     domain: str = "cchub.local"
     transports: list[Literal["udp", "tcp", "tls"]] = Field(["udp", "tcp"], min_length=1)
+    digest_algorithms: list[Literal["MD5", "SHA-256"]] = Field(
+        ["MD5", "SHA-256"],
+        min_length=1,
+        description="challenges offered, in order; baresip 1.0 (Debian 12) fails unless MD5 only",
+    )
     tls: SipTls | None = None
     limits: SipLimits = SipLimits()
     timers: SipTimers = SipTimers()
@@ -198,6 +204,7 @@ class SiteConfig(Model):
     dependencies: list[Dependency] = []
     plans: list[Plan] = []
     scenes: list[SceneConfig] = []
+    conferences: ConferenceSection = ConferenceSection()
     snmp: SnmpSection | None = None
 
     @model_validator(mode="after")

@@ -357,3 +357,99 @@ class SipCallProgress(Event):
     status: int = 0
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceStateChanged(Event):
+    """A conference changed state (empty, single, multi, ended); ``reason`` says why."""
+
+    kind: ClassVar[str] = "conference.state"
+    conference: str
+    state: str
+    name: str = ""
+    conference_kind: str = "conference"  # or "call" (``kind`` names the event itself)
+    reason: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceParticipantChanged(Event):
+    """A participant's state (dialing, ringing, lobby, joined, left, failed) or route."""
+
+    kind: ClassVar[str] = "conference.participant"
+    conference: str
+    participant: str
+    state: str
+    target: str = ""
+    endpoint: str | None = None
+    role: str = "participant"
+    route: int | None = None
+    trunk: str | None = None
+    status: int | None = None
+    reason: str = ""
+    actor: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceControl(Event):
+    """A control action: mute, unmute, deafen, undeafen, lock, unlock, mute-all,
+    unmute-all, kick, record, stop-record, announce, role, admit."""
+
+    kind: ClassVar[str] = "conference.control"
+    conference: str
+    action: str
+    participant: str | None = None
+    actor: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceTalking(Event):
+    kind: ClassVar[str] = "conference.talking"
+    conference: str
+    participant: str
+    talking: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceRecording(Event):
+    """A recording file opened (``end_ts`` None) or finished: the mix or one talker's."""
+
+    kind: ClassVar[str] = "conference.recording"
+    conference: str
+    recording: str
+    path: str
+    recording_kind: str = "mix"  # or "talker"
+    talker: str | None = None
+    start_ts: float = 0.0
+    end_ts: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceRollCall(Event):
+    """A roll call's progress (ROLLCALL helper): who answered, who did not and why."""
+
+    kind: ClassVar[str] = "conference.rollcall"
+    conference: str
+    rollcall: str
+    state: str
+    answered: list[Any] = field(default_factory=list)
+    unanswered: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceDialIn(Event):
+    """A dial-in call's outcome: ``admitted``, ``refused`` (unknown number, locked, full),
+    ``wrong-pin``, ``locked-out`` (a source just got locked out), ``blocked`` (an INVITE
+    from a locked-out source), ``timeout`` (no PIN keyed) or ``abandoned`` (caller hung up)."""
+
+    kind: ClassVar[str] = "conference.dialin"
+    conference: str | None
+    number: str
+    source: str
+    outcome: str
+    participant: str | None = None
+    role: str | None = None
+    status: int = 0
+    failures: int = 0
+    reason: str = ""

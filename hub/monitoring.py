@@ -1,7 +1,7 @@
 """The hub's monitoring: the polling coordinators, the trap receiver and the MQTT feeds of
 the site file, started and stopped with the hub, all feeding one intake (warning core, then
-the recent series); minute roll-ups go to the store. Device states are fed by
-``hub.alarms`` (not here)."""
+the recent series); minute roll-ups go to the store. Device states are turned into samples
+by ``hub.alarms`` and routed through the same intake (channel ``device``)."""
 
 from __future__ import annotations
 
@@ -116,6 +116,7 @@ class MonitoringService:
             clock=clock,
             max_future_skew=site.alarm.max_future_skew,
         )
+        alarms.devices.route(self.intake.channel("device"))
         self.sip_client: SipOptionsClient | None = None
         self.coordinators = [self._coordinator(t) for t in self.config.targets]
         hosts = {t.host: t.id for t in self.config.targets if isinstance(t, SnmpTarget | NutTarget)}

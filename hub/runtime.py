@@ -19,6 +19,10 @@ from hub import __version__
 from hub.alarms import AlarmService
 from hub.auth import TokenAuth
 from hub.bus import EventBus
+from hub.conferences.dialin import DialIn
+from hub.conferences.rollcall import RollCalls
+from hub.conferences.service import ConferenceService
+from hub.conferences.steps import ConferenceSteps
 from hub.config import SiteConfig
 from hub.equipment import Equipment
 from hub.events import HubStarted, HubStopping, SubsystemState
@@ -26,7 +30,7 @@ from hub.monitoring import MonitoringService
 from hub.plans import BuiltinSteps, PlanEngine, StepKinds
 from hub.scenes import scene_engine
 from hub.snmp.agent import HubAgent
-from hub.snmp.rows import TableProviders
+from hub.snmp.rows import Table, TableProviders
 from hub.snmp.sources import HubSources
 from hub.store import SqliteStore, Store
 from hub.telephony import Telephony
@@ -71,6 +75,14 @@ class Hub:
         self.telephony = Telephony(site, self.bus, self.store)
         # conference, leg and radio-net rows of the hub MIB: their layers provide them here
         self.snmp_tables = TableProviders()
+        self.conferences = ConferenceService(site, self.bus, self.store, self.telephony)
+        if self.telephony.enabled:  # without SIP a conference has no legs to show
+            self.snmp_tables.provide(Table.CONFERENCES, self.conferences.snmp_conferences)
+            self.snmp_tables.provide(Table.LEGS, self.conferences.snmp_legs)
+        self.rollcalls = RollCalls(self.conferences, self.bus)  # roll call, calls, barge
+        self.dialin = DialIn(self.conferences, site.conferences)  # room numbers and PINs
+        self.dialin.attach(self.telephony)
+        ConferenceSteps(self.conferences).register(self.plans.kinds)  # plan steps (预案)
         self.snmp: HubAgent | None = None
         if site.snmp is not None:
             sources = HubSources(self, self.snmp_tables)
@@ -93,6 +105,8 @@ class Hub:
         await self.monitoring.start()
         await self.equipment.start()
         await self.telephony.start()
+        await self.conferences.start()
+        await self.rollcalls.start()
         if self.snmp is not None:
             await self.snmp.start()
         await self._start_api()
@@ -150,6 +164,9 @@ class Hub:
             await self.snmp.stop()
         await self.plans.stop()  # before the scenes and devices its steps use
         await self.scenes.close()
+        await self.dialin.close()  # no new callers, PIN dialogues ended
+        await self.rollcalls.stop()  # stops dialling before the conferences end
+        await self.conferences.stop()  # hangs up every participant while SIP is still up
         await self.telephony.stop()
         await self.equipment.stop()
         await self.monitoring.stop()
@@ -200,6 +217,11 @@ class Hub:
             *([SubsystemHealth("snmp", *self.snmp.health())] if self.snmp else []),
             SubsystemHealth("monitoring", *self.monitoring.health()),
             *([SubsystemHealth("sip", *self.telephony.health())] if self.telephony.enabled else []),
+            *(
+                [SubsystemHealth("conferences", *self.conferences.health())]
+                if self.telephony.enabled
+                else []
+            ),
             SubsystemHealth(
                 "api",
                 SubsystemState.UP if self._server and self._server.started else SubsystemState.DOWN,

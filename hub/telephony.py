@@ -34,6 +34,7 @@ from sip.calls import (
     MediaChanged,
 )
 from sip.dialplan import Dialplan
+from sip.digest import Algorithm
 from sip.registrar import BindingChange, Registrar, SipUser
 from sip.stack import SipStack, StackConfig
 from sip.transaction import Timers
@@ -103,7 +104,12 @@ class Telephony:
             for u in site.users
             if u.sip_password is not None
         ]
-        self.registrar = Registrar(users, realm=site.sip.domain, on_change=self._binding_changed)
+        self.registrar = Registrar(
+            users,
+            realm=site.sip.domain,
+            algorithms=[Algorithm(name) for name in site.sip.digest_algorithms],
+            on_change=self._binding_changed,
+        )
         self.registrar.attach(self.stack)
         self.trunks = TrunkSet(site.trunks, self.stack, on_change=self._trunk_changed)
         self.dialplan = Dialplan(

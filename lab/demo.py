@@ -22,6 +22,13 @@ from hub.config import Role, load_site
 from hub.errors import ConfigError
 from lab.bench import Bench
 from lab.benchfile import load_bench
+from lab.demo_alarms import alarm_hints, demo_alarms, duty_roster
+from lab.demo_conference import (
+    conference_endpoints,
+    conference_hints,
+    conference_section,
+    write_baresip_config,
+)
 from lab.sitefile import device_entries, site_document, write_site
 
 logger = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ DEMO_NUMBER = "pstn:+8613800138000"
 class DemoPaths:
     site: Path
     env: Path
+    baresip: Path | None = None  # a baresip config registering as the demo SIP user
 
 
 def token_variable(role: Role) -> str:
@@ -62,21 +70,22 @@ def demo_site(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
             }
             for role in Role
         ],
-        "sip": {"host": args.host, "port": args.sip_port},
+        # MD5 challenges only: Debian's baresip 1.0 gives up on a SHA-256 one
+        "sip": {"host": args.host, "port": args.sip_port, "digest_algorithms": ["MD5"]},
     }
     # a demo SIP user: a softphone registers as demo-dispatcher (a demo, not a secret)
     for user in sections["users"]:
         if user["role"] == Role.DISPATCHER.value:
             user["sip_password"] = DEMO_SIP_PASSWORD
     if any(getattr(sim, "site_trunk", None) for sim in bench.sims.values()):
-        sections["endpoints"] = [
-            {"id": "demo-mobile", "name": "Duty officer (mobile)", "routes": [DEMO_NUMBER]}
-        ]
+        sections["endpoints"] = duty_roster(bench, DEMO_NUMBER) + conference_endpoints(bench)
+    sections["conferences"] = conference_section()  # room ops: dial 8000, PIN 4321
     # the hub's own SNMP agent: v2c community "public", read-only (a demo, not a secret)
     sections["snmp"] = {"host": args.host, "port": args.snmp_port, "community": "public"}
     scenes = demo_scenes(bench)
     if scenes:
         sections["scenes"] = scenes
+    sections.update(demo_alarms(bench))  # rules, dependencies, the flood plan
     return site_document(bench, **sections)
 
 
@@ -133,7 +142,14 @@ def write_demo_files(bench: Bench, args: argparse.Namespace, tokens: dict[Role, 
         out.write("# Demo tokens of the last `cchub demo` run (new on every run).\n")
         for role, token in tokens.items():
             out.write(f"{token_variable(role)}={token}\n")
-    return DemoPaths(site=site, env=env)
+    baresip = write_baresip_config(
+        args.dir / "baresip",
+        host=args.host,
+        port=args.sip_port,
+        user=f"demo-{Role.DISPATCHER.value}",
+        password=DEMO_SIP_PASSWORD,
+    )
+    return DemoPaths(site=site, env=env, baresip=baresip)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -173,6 +189,8 @@ def banner(hub: Any, bench: Bench, tokens: dict[Role, str], paths: DemoPaths) ->
         f"  bench     {bench.control_url}/sims   (simulator control)",
         f"  SNMP      snmpwalk -v2c -c public {_snmp_address(hub)} 1.3.6.1.4.1.32473",
         f"  SIP       {_sip_address(hub)}   user demo-dispatcher / {DEMO_SIP_PASSWORD}",
+        *alarm_hints(bench, api),
+        *conference_hints(paths.baresip),
         "  demo tokens (new every run; send as 'Authorization: Bearer <token>'):",
     ]
     lines += [f"    {role.value:<10} {token}" for role, token in tokens.items()]

@@ -163,6 +163,10 @@ class AlarmPolicy(Model):
     max_future_skew: Seconds = 60.0
     max_shelve: Seconds = 86400.0
     tick: Annotated[float, Field(gt=0, le=10)] = 1.0
+    retention: Seconds = Field(
+        30 * 86400.0,
+        description="seconds a normal alarm (cleared and acknowledged) is kept with its history",
+    )
     flap: FlapPolicy = FlapPolicy()
     actions: dict[WarningLevel, list[ActionStep]] = {}
     escalations: list[Escalation] = []

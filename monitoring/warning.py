@@ -664,6 +664,29 @@ class WarningCore:
         alarm.reset(self._clock(), actor, comment)
         return alarm.snapshot()
 
+    def forget(self, before: float) -> list[str]:
+        """Drop the alarms that are normal (cleared and acknowledged) and unchanged since
+        ``before``; return their ids for the store to delete. Alarms that watch a series
+        for staleness stay (they say which series to expect after a restart)."""
+        gone = [
+            aid
+            for aid, alarm in self._alarms.items()
+            if alarm.state is AlarmState.NORMAL
+            and alarm.condition is Condition.NORMAL
+            and alarm.updated_ts < before
+            and aid not in self._watched
+            and aid not in self._open
+            and aid not in self._dirty
+        ]
+        for aid in gone:
+            alarm = self._alarms.pop(aid)
+            ids = self._by_source.get(alarm.source)
+            if ids is not None:
+                ids.discard(aid)
+                if not ids:
+                    del self._by_source[alarm.source]
+        return gone
+
     # -- reading and restoring -------------------------------------------------------------
 
     def get(self, aid: str) -> AlarmSnapshot:

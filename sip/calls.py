@@ -39,7 +39,7 @@ from sip.offer_answer import (
 )
 from sip.sdp import Direction, SessionDescription
 from sip.uas import IncomingRequest
-from sip.uri import SipUri
+from sip.uri import SipUri, Uri
 
 if TYPE_CHECKING:
     from sip.digest import Credentials
@@ -335,6 +335,16 @@ class CallLeg:
     @property
     def ended(self) -> bool:
         return self.state is LegState.ENDED
+
+    @property
+    def request_uri(self) -> Uri | None:
+        """Inbound: the INVITE's request-URI (what the caller dialled)."""
+        return None if self._incoming is None else self._incoming.request.uri
+
+    @property
+    def source(self) -> Address | None:
+        """Inbound: the transport address the INVITE came from."""
+        return None if self._incoming is None else self._incoming.origin.remote
 
     def _set_state(self, new: LegState) -> None:
         old = self.state

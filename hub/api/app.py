@@ -85,15 +85,19 @@ def create_app(hub: Hub) -> FastAPI:
     from hub.alarms import AlarmCollector
     from hub.api import (
         alarms,
+        conferences,
         console,
         devices,
         endpoints,
         metrics_api,
         plans,
+        recordings,
+        rollcall,
         routes,
         scenes,
         stream,
     )
+    from hub.conferences.service import ConferenceCollector
     from hub.monitoring import MonitoringCollector
     from hub.snmp.agent import SnmpCollector
     from hub.telephony import TelephonyCollector
@@ -113,6 +117,7 @@ def create_app(hub: Hub) -> FastAPI:
         metrics.registry.register(SnmpCollector(hub.snmp))
     metrics.registry.register(MonitoringCollector(hub.monitoring))
     metrics.registry.register(TelephonyCollector(hub.telephony))
+    metrics.registry.register(ConferenceCollector(hub.conferences))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)
@@ -120,6 +125,9 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(alarms.router)
     app.include_router(scenes.router)
     app.include_router(plans.router)
+    app.include_router(conferences.router)
+    app.include_router(recordings.router)
+    app.include_router(rollcall.router)
     app.include_router(endpoints.router)
     app.include_router(metrics_api.router)
     app.include_router(console.router)

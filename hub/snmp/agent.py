@@ -4,7 +4,8 @@ NMS with pysnmp's notification originator.
 
 Every request reads the live hub: the responders open one :class:`~hub.snmp.mib.MibView`
 per request (a GETBULK reads each table once, consistently) and drop it when the answer is
-out; cells are computed when asked, so a GETNEXT costs one bisection, not the whole MIB. The
+out; cells are computed when asked, so a GETNEXT costs one bisection, not the whole MIB;
+the alarm rows are rebuilt only when an alarm changed, so a walk does not re-sort them. The
 agent is an adapter on the bus: new and cleared alarms reach it as ``alarm.state`` events.
 """
 
@@ -38,6 +39,7 @@ from hub.snmp.mib import (
     SYSTEM,
     Absent,
     HubState,
+    IndexCache,
     MibView,
     Notification,
     Oid,
@@ -240,6 +242,7 @@ class HubAgent:
             else default_engine_id(name)
         )
         self._instrum = _Instrumentation(self.view)
+        self._index_cache = IndexCache()
         self._engine: Any = None
         self._socket: socket.socket | None = None
         self._originator: Any = None
@@ -408,8 +411,9 @@ class HubAgent:
         return self._clock() - self._born
 
     def view(self) -> MibView:
-        """What a request reads: the live hub, now."""
-        return build_view(self._sources.state(self.uptime()))
+        """What a request reads: the live hub, now (sorted indexes of unchanged tables are
+        kept between requests)."""
+        return build_view(self._sources.state(self.uptime()), self._index_cache)
 
     def _versions(self) -> str:
         versions = ["v2c"] if self.config.community is not None else []

@@ -202,7 +202,9 @@ class HubState:
     def _rows(self, name: str) -> Sequence[Any]:
         rows = self._read.get(name)
         if rows is None:
-            rows = self._read[name] = list(self._readers[name]())
+            found = self._readers[name]()
+            # a tuple is kept as it is: a reader that caches its rows returns the same one
+            rows = self._read[name] = found if isinstance(found, tuple) else list(found)
         return rows
 
     @property
@@ -417,21 +419,47 @@ class _Rows:
     by_index: dict[Oid, Any]
 
 
+class IndexCache:
+    """Sorted indexes of tables whose reader returned the very same tuple of rows as for an
+    earlier request (a reader caching its rows between changes): a walk of a big table then
+    sorts it once, not on every GETNEXT."""
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[tuple[Any, ...], _Rows]] = {}
+
+    def get(self, table: str, source: Sequence[Any]) -> _Rows | None:
+        kept = self._tables.get(table)
+        return kept[1] if kept is not None and kept[0] is source else None
+
+    def put(self, table: str, source: Sequence[Any], rows: _Rows) -> None:
+        if isinstance(source, tuple):
+            self._tables[table] = (source, rows)
+        else:
+            self._tables.pop(table, None)
+
+
 class MibView:
     """What one request reads. Cells are computed when asked: a GET costs the rows of the
     tables it touches and one lookup, a GETNEXT one bisection, never the whole MIB."""
 
-    def __init__(self, state: HubState) -> None:
+    def __init__(self, state: HubState, cache: IndexCache | None = None) -> None:
         self._state = state
+        self._cache = cache
         self._tables: dict[str, _Rows] = {}
 
     def _rows(self, table: TableDesc[Any]) -> _Rows:
         rows = self._tables.get(table.name)
         if rows is None:
-            by_index = {table.index(row): row for row in table.rows(self._state)}
-            if len(by_index) != len(table.rows(self._state)):
-                raise ValueError(f"two rows of {table.name} share an index")
-            rows = self._tables[table.name] = _Rows(sorted(by_index), by_index)
+            source = table.rows(self._state)
+            rows = self._cache.get(table.name, source) if self._cache is not None else None
+            if rows is None:
+                by_index = {table.index(row): row for row in source}
+                if len(by_index) != len(source):
+                    raise ValueError(f"two rows of {table.name} share an index")
+                rows = _Rows(sorted(by_index), by_index)
+                if self._cache is not None:
+                    self._cache.put(table.name, source, rows)
+            self._tables[table.name] = rows
         return rows
 
     def get(self, oid: Oid) -> Value | Absent:
@@ -500,5 +528,5 @@ class MibView:
         return out
 
 
-def build_view(state: HubState) -> MibView:
-    return MibView(state)
+def build_view(state: HubState, cache: IndexCache | None = None) -> MibView:
+    return MibView(state, cache)

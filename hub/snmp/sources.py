@@ -1,5 +1,7 @@
 """What the hub's SNMP agent reads from a running hub: its health, devices and alarms, and
-the tables other layers provide — all read when a request comes, never copied ahead."""
+the tables other layers provide — all read when a request comes, never copied ahead. The
+alarm rows are the exception: kept (a tuple) until an alarm changes or ``ALARM_ROWS_TTL``
+passes, so that a GETNEXT walk of many alarms does not rebuild and sort them per request."""
 
 from __future__ import annotations
 
@@ -16,6 +18,10 @@ from monitoring.errors import AlarmNotFound
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
+
+ALARM_ROWS_TTL = 1.0
+"""Seconds the alarm rows are reused while no alarm changes (a bound on any change the
+alarm service does not count, e.g. a repeat counted between two ticks)."""
 
 
 class AlarmIndex:
@@ -43,6 +49,8 @@ class HubSources:
         self._clock = clock
         self._started = clock()
         self.alarm_index = AlarmIndex()
+        self._alarm_rows: tuple[AlarmRow, ...] = ()
+        self._alarm_rows_key: tuple[int, float] | None = None  # (revision, built at)
         snmp = hub.site.snmp
         self._system = SystemInfo(
             descr=f"cchub {__version__} converged-communications hub",
@@ -97,10 +105,16 @@ class HubSources:
                 )
         return rows
 
-    def _alarms(self) -> list[AlarmRow]:
-        # rows are numbered when first seen, oldest alarm first
-        raised = sorted(self._hub.alarms.core.alarms(), key=lambda a: (a.raised_ts, a.id))
-        return [self._row(a) for a in raised]
+    def _alarms(self) -> tuple[AlarmRow, ...]:
+        service = self._hub.alarms
+        now = self._clock()
+        key = self._alarm_rows_key
+        if key is None or key[0] != service.revision or now - key[1] >= ALARM_ROWS_TTL:
+            # rows are numbered when first seen, oldest alarm first
+            raised = sorted(service.core.alarms(), key=lambda a: (a.raised_ts, a.id))
+            self._alarm_rows = tuple(self._row(a) for a in raised)
+            self._alarm_rows_key = (service.revision, now)
+        return self._alarm_rows
 
     def alarm(self, alarm_id: str) -> AlarmRow | None:
         try:

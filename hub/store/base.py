@@ -60,6 +60,27 @@ class CallRecordRow:
     conference: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordingRow:
+    """One recording file (the ``recordings`` table): a conference mix or one talker's track.
+
+    ``end_ts`` is None while the file is still being written; ``segments`` say who talked
+    when as (participant, start, end) in UNIX time.
+    """
+
+    id: str
+    conference: str | None
+    kind: str
+    path: str
+    codec: str
+    start_ts: float
+    end_ts: float | None = None
+    bytes: int = 0
+    talker: str | None = None
+    talkers: tuple[str, ...] = ()
+    segments: tuple[tuple[str, float, float], ...] = ()
+
+
 class Store(abc.ABC):
     """Append-only event log and audit log, plus the tables later subsystems fill."""
 
@@ -101,7 +122,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_alarm(self, alarm: AlarmSnapshot, history: AlarmHistoryEntry | None = None) -> None:
-        """Queue the alarm's current row (upsert) and, if given, one history line after it."""
+        """Queue the alarm's current row (upsert) and, if given, one history line after it,
+        committed in one transaction."""
+
+    @abc.abstractmethod
+    def delete_alarms(self, alarm_ids: Sequence[str]) -> None:
+        """Queue the removal of these alarms, if normal, with their history (one transaction)."""
 
     @abc.abstractmethod
     async def load_alarms(self) -> list[AlarmSnapshot]:
@@ -138,6 +164,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def call_records(self, *, limit: int = 100) -> list[CallRecordRow]:
         """Newest call records first."""
+
+    @abc.abstractmethod
+    def save_recording(self, row: RecordingRow) -> None:
+        """Queue a recording's row; a repeat of the id (the file finished) replaces it."""
+
+    @abc.abstractmethod
+    async def recordings(
+        self, *, conference: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[RecordingRow]:
+        """Newest recordings first, optionally of one conference and one kind (mix, talker)."""
+
+    @abc.abstractmethod
+    async def recording(self, recording_id: str) -> RecordingRow | None:
+        """One recording by id, or None."""
 
     @abc.abstractmethod
     def health(self) -> tuple[bool, str]:

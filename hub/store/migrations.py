@@ -127,6 +127,30 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX metric_rollups_minute ON metric_rollups(minute);
         """,
     ),
+    (
+        4,
+        # Conferences: a recording row says who talked in it (participant ids) and when
+        # (JSON lists of [participant, start, end]); the engine writes a row when a file
+        # opens and replaces it when the file is finished.
+        """
+        ALTER TABLE recordings ADD COLUMN talkers TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE recordings ADD COLUMN segments TEXT NOT NULL DEFAULT '[]';
+        CREATE INDEX recordings_start ON recordings(start_ts);
+        """,
+    ),
+    (
+        5,
+        # Alarm retention: a normal alarm past the site's retention is deleted with its
+        # history (one transaction, alarm row first). The history stays append-only while
+        # its alarm is stored; alarms_updated finds the old normal ones.
+        """
+        DROP TRIGGER alarm_history_append_only_delete;
+        CREATE TRIGGER alarm_history_append_only_delete BEFORE DELETE ON alarm_history
+            WHEN EXISTS (SELECT 1 FROM alarms WHERE id = OLD.alarm_id)
+            BEGIN SELECT RAISE(ABORT, 'the alarm history is append-only'); END;
+        CREATE INDEX alarms_updated ON alarms(state, updated_ts);
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from hub.errors import StoreError
 from hub.events import Event, event_from_record
-from hub.store.base import AlarmHistoryEntry, AuditEntry, CallRecordRow, Store
+from hub.store.base import AlarmHistoryEntry, AuditEntry, CallRecordRow, RecordingRow, Store
 from hub.store.migrations import LATEST, MIGRATIONS
 from monitoring.alarms import AlarmSnapshot
 from monitoring.series import Rollup
@@ -31,19 +31,38 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _BATCH = 2000
+_DELETE_CHUNK = 500  # alarm ids per delete (SQLite's limit on bound parameters is higher)
 _STOP = object()
 
 
+Statement = tuple[str, Sequence[Any]]
+
+
 class _Write:
-    """One queued statement and the future (if any) waiting for its commit."""
+    """One queued statement (with ``more`` statements that commit or fail with it, in one
+    transaction) and the future (if any) waiting for its commit."""
 
-    __slots__ = ("future", "params", "result", "sql")
+    __slots__ = ("future", "more", "params", "result", "sql")
 
-    def __init__(self, sql: str, params: Sequence[Any], future: asyncio.Future[Any] | None) -> None:
+    def __init__(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        future: asyncio.Future[Any] | None,
+        more: Sequence[Statement] = (),
+    ) -> None:
         self.sql = sql
         self.params = params
         self.future = future
+        self.more = more
         self.result: Any = None
+
+    def apply(self, conn: sqlite3.Connection) -> Any:
+        """Run inside the caller's transaction; the first statement's last row id."""
+        row_id = conn.execute(self.sql, self.params).lastrowid
+        for sql, params in self.more:
+            conn.execute(sql, params)
+        return row_id
 
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
@@ -151,7 +170,9 @@ class SqliteStore(Store):
 
     # -- writing -------------------------------------------------------------------------
 
-    def _enqueue(self, sql: str, params: Sequence[Any], ack: bool) -> asyncio.Future[Any] | None:
+    def _enqueue(
+        self, sql: str, params: Sequence[Any], ack: bool, more: Sequence[Statement] = ()
+    ) -> asyncio.Future[Any] | None:
         if self._closed or self._loop is None:
             # Never raise into a publisher: the live bus goes on, the loss is counted.
             self.write_errors += 1
@@ -165,7 +186,7 @@ class SqliteStore(Store):
             return failed
         future = self._loop.create_future() if ack else None
         self.queued += 1
-        self._queue.put(_Write(sql, params, future))
+        self._queue.put(_Write(sql, params, future, more))
         return future
 
     def append_event(self, event: Event, *, ack: bool = False) -> asyncio.Future[None] | None:
@@ -238,6 +259,61 @@ class SqliteStore(Store):
             for r in rows
         ]  # fmt: skip
 
+    # -- recordings ----------------------------------------------------------------------
+
+    def save_recording(self, row: RecordingRow) -> None:
+        self._enqueue(
+            "INSERT INTO recordings(id, conference, talker, kind, path, codec, start_ts, end_ts,"
+            " bytes, talkers, segments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET conference=excluded.conference,"
+            " talker=excluded.talker, kind=excluded.kind, path=excluded.path,"
+            " codec=excluded.codec, start_ts=excluded.start_ts, end_ts=excluded.end_ts,"
+            " bytes=excluded.bytes, talkers=excluded.talkers, segments=excluded.segments",
+            (
+                row.id,
+                row.conference,
+                row.talker,
+                row.kind,
+                row.path,
+                row.codec,
+                row.start_ts,
+                row.end_ts,
+                row.bytes,
+                json.dumps(list(row.talkers), ensure_ascii=False, separators=(",", ":")),
+                json.dumps(
+                    [list(seg) for seg in row.segments], ensure_ascii=False, separators=(",", ":")
+                ),
+            ),
+            False,
+        )
+
+    async def recordings(
+        self, *, conference: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[RecordingRow]:
+        sql = f"SELECT {_RECORDING_COLUMNS} FROM recordings"
+        where: list[str] = []
+        params: list[Any] = []
+        if conference is not None:
+            where.append("conference = ?")
+            params.append(conference)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY start_ts DESC, id LIMIT ?"
+        params.append(limit)
+        rows = await self._read(lambda: self._rows(sql, params))
+        return [_recording_row(r) for r in rows]
+
+    async def recording(self, recording_id: str) -> RecordingRow | None:
+        rows = await self._read(
+            lambda: self._rows(
+                f"SELECT {_RECORDING_COLUMNS} FROM recordings WHERE id = ?", (recording_id,)
+            )
+        )
+        return _recording_row(rows[0]) if rows else None
+
     def _write_loop(self) -> None:
         conn = _connect(self.path, self.synchronous)
         try:
@@ -265,15 +341,19 @@ class SqliteStore(Store):
         try:
             conn.execute("BEGIN")
             for write in batch:
-                write.result = conn.execute(write.sql, write.params).lastrowid
+                write.result = write.apply(conn)
             conn.execute("COMMIT")
         except sqlite3.Error:
             conn.execute("ROLLBACK")
-            # Isolate the failing statement so that one bad row costs only itself.
+            # Isolate the failing write so that one bad row costs only itself (a write of
+            # several statements commits all of them or none).
             for write in batch:
                 try:
-                    write.result = conn.execute(write.sql, write.params).lastrowid
+                    conn.execute("BEGIN")
+                    write.result = write.apply(conn)
+                    conn.execute("COMMIT")
                 except sqlite3.Error as err:
+                    conn.execute("ROLLBACK")
                     write.result = StoreError(f"store write failed: {err}")
                     self.write_errors += 1
                     self.last_error = str(err)
@@ -351,6 +431,25 @@ class SqliteStore(Store):
 
     def save_alarm(self, alarm: AlarmSnapshot, history: AlarmHistoryEntry | None = None) -> None:
         data = json.dumps(alarm.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        more: list[Statement] = []
+        if history is not None:
+            # the history line commits with the row, or neither does
+            more.append(
+                (
+                    "INSERT INTO alarm_history(alarm_id, ts, old_state, new_state, cause, actor,"
+                    " comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        history.alarm_id,
+                        history.ts,
+                        history.old_state,
+                        history.new_state,
+                        history.cause,
+                        history.actor,
+                        history.comment,
+                        json.dumps(history.data, ensure_ascii=False, separators=(",", ":")),
+                    ),
+                )
+            )
         self._enqueue(
             "INSERT INTO alarms(id, rule, source, level, state, raised_ts, updated_ts, ack_by,"
             " ack_ts, ack_comment, shelved_until, data, condition, count, shelve_reason)"
@@ -379,22 +478,26 @@ class SqliteStore(Store):
                 alarm.shelve_reason,
             ),
             False,
+            more,
         )
-        if history is not None:
+
+    def delete_alarms(self, alarm_ids: Sequence[str]) -> None:
+        for start in range(0, len(alarm_ids), _DELETE_CHUNK):
+            ids = list(alarm_ids[start : start + _DELETE_CHUNK])
+            marks = ", ".join("?" for _ in ids)
+            # one transaction: the rows that are (still) normal, then the history of exactly
+            # those (the history trigger refuses lines whose alarm is still stored)
             self._enqueue(
-                "INSERT INTO alarm_history(alarm_id, ts, old_state, new_state, cause, actor,"
-                " comment, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    history.alarm_id,
-                    history.ts,
-                    history.old_state,
-                    history.new_state,
-                    history.cause,
-                    history.actor,
-                    history.comment,
-                    json.dumps(history.data, ensure_ascii=False, separators=(",", ":")),
-                ),
+                f"DELETE FROM alarms WHERE state = 'normal' AND id IN ({marks})",
+                ids,
                 False,
+                [
+                    (
+                        f"DELETE FROM alarm_history WHERE alarm_id IN ({marks})"
+                        " AND alarm_id NOT IN (SELECT id FROM alarms)",
+                        ids,
+                    )
+                ],
             )
 
     async def load_alarms(self) -> list[AlarmSnapshot]:
@@ -486,6 +589,34 @@ class SqliteStore(Store):
 
     def prune_rollups(self, before: float) -> None:
         self._enqueue("DELETE FROM metric_rollups WHERE minute < ?", (before,), False)
+
+
+_RECORDING_COLUMNS = (
+    "id, conference, talker, kind, path, codec, start_ts, end_ts, bytes, talkers, segments"
+)
+
+
+def _recording_row(r: tuple[Any, ...]) -> RecordingRow:
+    try:
+        talkers = tuple(str(t) for t in json.loads(r[9]))
+        segments = tuple((str(p), float(a), float(b)) for p, a, b in json.loads(r[10]))
+    except (ValueError, TypeError) as err:
+        # a damaged column costs the row its talk map, not the whole listing
+        logger.error("recording %r: unreadable talkers/segments, left out: %s", r[0], err)
+        talkers, segments = (), ()
+    return RecordingRow(
+        id=r[0],
+        conference=r[1],
+        talker=r[2],
+        kind=r[3],
+        path=r[4],
+        codec=r[5],
+        start_ts=r[6],
+        end_ts=r[7],
+        bytes=r[8],
+        talkers=talkers,
+        segments=segments,
+    )
 
 
 def _like_prefix(prefix: str) -> str:

@@ -145,6 +145,9 @@ class NumberBehaviour(BaseModel):
     ring_seconds: float = Field(0.0, ge=0, le=600, description="ring before answering")
     status: int = Field(480, ge=300, le=699, description="reject: the final status")
     reason: str = Field("", max_length=64)
+    tone_hz: float | None = Field(
+        None, gt=0, lt=4000, description="the tone this number sends (default: the gateway's)"
+    )
 
 
 class PstnGatewayState(SimState):
@@ -249,15 +252,15 @@ class PstnGatewaySimulator(Simulator):
             await asyncio.sleep(behaviour.ring_seconds)
         if incoming.cancelled or incoming.answered:
             return
-        await self._answer(incoming)
+        await self._answer(incoming, behaviour.tone_hz or self.state.tone_hz)
 
-    async def _answer(self, incoming: IncomingRequest) -> None:
+    async def _answer(self, incoming: IncomingRequest, tone_hz: float) -> None:
         try:
             offer = SessionDescription.parse(incoming.request.body)
         except ValueError as err:
             incoming.respond(488, f"Not Acceptable Here ({err})")
             return
-        rtp = RtpTone(self.host, frequency=self.state.tone_hz)
+        rtp = RtpTone(self.host, frequency=tone_hz)
         port = await rtp.open()
         caps = MediaCapabilities(self.host, port, (PCMA, PCMU, TELEPHONE_EVENT))
         sdp = answer(offer, caps)

@@ -1,7 +1,8 @@
 """SIP phone simulator (an IP phone or dispatch console) built on our own stack: registers
 with digest to the hub's registrar and keeps the registration fresh, rings or answers
 incoming calls, dials when ``dial`` is set through the lab control API (``""`` hangs up),
-and sends a tone over RTP (or echoes the RTP it gets) while a call is up."""
+keys ``dtmf`` digits by SIP INFO (a conference PIN), and sends a tone over RTP (or echoes
+the RTP it gets) while a call is up."""
 
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ class SipPhoneState(SimState):
     echo: bool = Field(False, description="echo received RTP instead of sending a tone")
     tone_hz: float = Field(1000.0, gt=0, lt=4000)
     dial: str = Field("", description="a SIP URI to call now; '' hangs up")
+    dtmf: str = Field(
+        "",
+        pattern=r"^[0-9*#A-D]*$",
+        max_length=64,
+        description="digits to key now by SIP INFO on the call in progress (cleared once sent)",
+    )
+    dtmf_sent: int = 0
     registered: bool = False
     call_state: str = "idle"
 
@@ -200,7 +208,22 @@ class SipPhoneSimulator(Simulator):
             self._stop_rtp()
             self.state.call_state = "idle"
 
+    async def _key(self, digits: str) -> None:
+        leg = self._leg
+        try:
+            if leg is None or leg.state is not LegState.ESTABLISHED:
+                self.log.warning("DTMF %d digits not sent: no call in progress", len(digits))
+                return
+            await leg.send_dtmf(digits)
+            self.state.dtmf_sent += len(digits)
+        except SipError as err:
+            self.log.warning("DTMF not sent: %s", err)
+        finally:
+            self.state.dtmf = ""
+
     def _state_changed(self, changed: set[str], old: SimState) -> None:
+        if "dtmf" in changed and self.state.dtmf:
+            self.spawn(self._key(self.state.dtmf), "dtmf")
         if "dial" not in changed:
             return
         if self.state.dial:

@@ -43,7 +43,7 @@ INCIDENT = {
         {"id": "feed", "action": "device_command", "device": "wall-matrix", "command": "route",
          "input": 7, "output": 3, "depends_on": ["wall"]},
         {"id": "tell", "action": "notify", "text": "desk feeds up", "depends_on": ["desk"]},
-        {"id": "call", "action": "dial", "roster": "duty", "depends_on": ["wall"]},
+        {"id": "call", "action": "key_radio", "net": "hf-1", "depends_on": ["wall"]},
         {"id": "after-call", "action": "wait", "seconds": 0.01, "depends_on": ["call"]},
     ],
 }  # fmt: skip
@@ -148,7 +148,7 @@ async def test_failed_step_skips_its_dependents_and_spares_the_others(
     assert steps["tell"].detail == "depends on step 'desk' failed"
     assert steps["call"].state is StepState.FAILED and steps["call"].code == "unavailable"
     assert steps["call"].detail == (
-        "no handler for step kind 'dial' (conferences are not available in this hub)"
+        "no handler for step kind 'key_radio' (radio nets are not available in this hub)"
     )
     assert steps["after-call"].state is StepState.SKIPPED
     assert steps["after-call"].detail == "depends on step 'call' failed"
@@ -251,7 +251,7 @@ async def test_a_rule_on_a_metric_starts_a_plan(
 async def test_busy_plans_timeouts_and_layer_handlers(tmp_path: Path, sims: Bench) -> None:
     plans = [
         {"id": "slow", "steps": [{"action": "wait", "seconds": 30, "timeout": 0.2}]},
-        {"id": "call", "steps": [{"action": "dial", "roster": "duty", "timeout": 5}]},
+        {"id": "call", "steps": [{"action": "key_radio", "net": "hf-1", "timeout": 5}]},
     ]
     async with Hub(site(tmp_path, sims, plans)) as hub:
         events = hub.bus.subscribe("plan-test", accept=plan_events)
@@ -272,23 +272,23 @@ async def test_busy_plans_timeouts_and_layer_handlers(tmp_path: Path, sims: Benc
         assert [(r.plan, r.requested_by, r.alarm) for r in rejected] == [("slow", "rule:x", "x@y")]
         assert "running already" in rejected[0].reason
 
-        # the conference layer, once present, registers its kinds
+        # the radio layer, once present, registers its kinds
         seen: list[dict[str, Any]] = []
 
-        async def dial(ctx: StepContext) -> StepOutcome:
-            seen.append({"roster": ctx.step.arguments()["roster"], "run": ctx.run})
-            return StepOutcome("3 of 3 members answered", {"answered": 3})
+        async def key_radio(ctx: StepContext) -> StepOutcome:
+            seen.append({"net": ctx.step.arguments()["net"], "run": ctx.run})
+            return StepOutcome("net hf-1 keyed", {"answered": 3})
 
-        hub.plans.kinds.register("dial", dial)
+        hub.plans.kinds.register("key_radio", key_radio)
         with pytest.raises(ValueError, match="unknown step kind 'page'"):
-            hub.plans.kinds.register("page", dial)
+            hub.plans.kinds.register("page", key_radio)
         with pytest.raises(ValueError, match="already has a handler"):
-            hub.plans.kinds.register("dial", dial)
+            hub.plans.kinds.register("dial", key_radio)  # the conference layer's
         run = hub.plans.launch("call", "platform-user").run
         report = await finished(hub, run)
         assert report.steps[0].state is StepState.OK
         assert report.steps[0].data == {"answered": 3}
-        assert seen == [{"roster": "duty", "run": run}]
+        assert seen == [{"net": "hf-1", "run": run}]
 
 
 async def test_stopping_the_hub_cancels_a_run(tmp_path: Path, sims: Bench) -> None:

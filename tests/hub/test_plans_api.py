@@ -23,7 +23,7 @@ PLANS = [
         "steps": [
             {"id": "tell", "action": "notify", "text": "evacuate", "level": "red"},
             {"id": "hold", "action": "wait", "seconds": 0.3},
-            {"id": "call", "action": "dial", "roster": "duty", "depends_on": ["tell"]},
+            {"id": "call", "action": "key_radio", "net": "hf-1", "depends_on": ["tell"]},
             {"id": "after", "action": "notify", "depends_on": ["call"]},
         ],
     },
@@ -72,8 +72,8 @@ async def test_list_and_describe_plans(client: httpx.AsyncClient) -> None:
         "arguments": {"text": "evacuate", "level": "red"},
         "available": True,
     }
-    assert one["steps"][2]["arguments"] == {"roster": "duty"}
-    assert one["steps"][2]["available"] is False  # no conference layer in this hub
+    assert one["steps"][2]["arguments"] == {"net": "hf-1"}
+    assert one["steps"][2]["available"] is False  # no radio layer in this hub
     missing = await client.get("/api/v1/plans/flood", headers=auth("ops"))
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
@@ -113,7 +113,7 @@ async def test_start_follow_and_audit_a_run(hub: Hub, client: httpx.AsyncClient)
         "call": (
             "failed",
             "unavailable",
-            "no handler for step kind 'dial' (conferences are not available in this hub)",
+            "no handler for step kind 'key_radio' (radio nets are not available in this hub)",
         ),
         "after": ("skipped", "dependency", "depends on step 'call' failed"),
     }

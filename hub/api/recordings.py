@@ -1,0 +1,143 @@
+"""Recording routes: the recordings index (a conference's mix and each talker's track, with
+who talked when) and the download of a file, for any role.
+
+Only files inside the conference service's recordings directory are ever served, whatever
+path the index holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from hub.api.deps import ANY_ROLE, get_hub, require
+from hub.auth import Principal
+from hub.errors import NotFound
+from hub.runtime import Hub
+from hub.store import RecordingRow
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["conferences"])
+
+HubDep = Annotated[Hub, Depends(get_hub)]
+Reader = Annotated[Principal, Depends(require(*ANY_ROLE))]
+
+MEDIA_TYPES = {"wav": "audio/wav", "opus": "audio/ogg"}
+
+
+class RecordingNotFound(NotFound):
+    title = "Recording not found"
+
+
+class SegmentOut(BaseModel):
+    participant: str
+    start: float
+    end: float
+
+
+class RecordingOut(BaseModel):
+    id: str
+    conference: str | None
+    kind: str = Field(description="mix (the whole conference) or talker (one participant)")
+    talker: str | None = Field(description="the participant of a talker track")
+    codec: str = Field(description="wav (16-bit PCM) or opus (Ogg/Opus)")
+    media_type: str
+    file: str = Field(description="the file's name in the recordings directory")
+    start_ts: float
+    end_ts: float | None = Field(description="None while the file is still being written")
+    bytes: int
+    talkers: list[str] = Field(description="participants heard in it")
+    segments: list[SegmentOut] = Field(description="who talked when (UNIX time)")
+    download: str = Field(description="where to get the file")
+
+    @classmethod
+    def of(cls, row: RecordingRow) -> RecordingOut:
+        return cls(
+            id=row.id,
+            conference=row.conference,
+            kind=row.kind,
+            talker=row.talker,
+            codec=row.codec,
+            media_type=MEDIA_TYPES.get(row.codec, "application/octet-stream"),
+            file=Path(row.path).name,
+            start_ts=row.start_ts,
+            end_ts=row.end_ts,
+            bytes=row.bytes,
+            talkers=list(row.talkers),
+            segments=[SegmentOut(participant=p, start=a, end=b) for p, a, b in row.segments],
+            download=f"/api/v1/recordings/{row.id}/file",
+        )
+
+
+class RecordingList(BaseModel):
+    recordings: list[RecordingOut]
+
+
+async def _row(hub: Hub, recording_id: str) -> RecordingRow:
+    row = await hub.store.recording(recording_id)
+    if row is None:
+        raise RecordingNotFound(f"no recording {recording_id!r}")
+    return row
+
+
+def _file(hub: Hub, row: RecordingRow) -> Path:
+    """The recording's file, refused unless it lies inside the recordings directory."""
+    root = hub.conferences.recordings_dir.resolve()
+    path = Path(row.path).resolve()
+    if not path.is_relative_to(root):
+        logger.warning("recording %s: path %s is outside %s, not served", row.id, path, root)
+        raise RecordingNotFound(f"recording {row.id!r} has no file in the recordings directory")
+    if not path.is_file():
+        raise RecordingNotFound(f"the file of recording {row.id!r} is gone ({path.name})")
+    return path
+
+
+@router.get("/api/v1/recordings", response_model=RecordingList)
+async def list_recordings(
+    hub: HubDep,
+    _: Reader,
+    conference: Annotated[str | None, Query(description="only this conference's")] = None,
+    kind: Annotated[Literal["mix", "talker"] | None, Query(description="mix or talker")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> RecordingList:
+    """Recordings, newest first: the mix and each talker's track."""
+    rows = await hub.store.recordings(conference=conference, kind=kind, limit=limit)
+    return RecordingList(recordings=[RecordingOut.of(r) for r in rows])
+
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {
+        "description": "no such recording, or its file is gone",
+        "content": {"application/problem+json": {}},
+    }
+}
+
+
+@router.get("/api/v1/recordings/{recording_id}", response_model=RecordingOut, responses=_NOT_FOUND)
+async def get_recording(recording_id: str, hub: HubDep, _: Reader) -> RecordingOut:
+    return RecordingOut.of(await _row(hub, recording_id))
+
+
+@router.get(
+    "/api/v1/recordings/{recording_id}/file",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {t: {} for t in MEDIA_TYPES.values()}, "description": "the audio"},
+        **_NOT_FOUND,
+    },
+)
+async def download_recording(recording_id: str, hub: HubDep, _: Reader) -> FileResponse:
+    """The audio file (``audio/wav`` or ``audio/ogg``); a file still being written is
+    served as far as it is written."""
+    row = await _row(hub, recording_id)
+    path = await asyncio.to_thread(_file, hub, row)
+    return FileResponse(
+        path, media_type=MEDIA_TYPES.get(row.codec, "application/octet-stream"), filename=path.name
+    )
