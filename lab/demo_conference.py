@@ -46,7 +46,8 @@ def write_baresip_config(
     device = f"{audio},default"
     config = [
         f"module_path {BARESIP_MODULES}",
-        "sip_listen 127.0.0.1:0" if host in ("127.0.0.1", "localhost") else "",
+        # SIP and RTP on the hub's address: SDP must not advertise another interface
+        f"net_interface {host}",
         f"audio_player {device}",
         f"audio_source {device}",
         f"audio_alert {device}",

@@ -27,7 +27,7 @@ import struct
 import tempfile
 import time
 import wave
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -125,15 +125,6 @@ def segments(
             spans.append((start, i * window))
             start = None
     return spans
-
-
-async def until(predicate: Any, within: float, what: str) -> None:
-    """Wait until ``predicate()`` holds; fail naming ``what``."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {within:.0f} s")
-        await asyncio.sleep(0.02)
 
 
 # -- baresip ---------------------------------------------------------------------------------
@@ -382,18 +373,14 @@ def mulaw_wav(path: Path, freq: float | None, seconds: float, level_dbfs: float 
 
 @dataclass
 class SippParty:
-    """SIPp as a conference party that streams ``tone_hz`` (PCMU, ``rtp_stream``).
-
-    Without ``remote`` it answers one call (``uas_tone``: the hub dials it); with it, it
-    calls ``service`` there (``uac_tone``: dial-in) and hangs up after ``hold_ms`` unless
-    the far end does first. ``tap=True`` also opens a :class:`LoopbackTap` on its RTP port
-    so the test hears what SIPp is sent (needs CAP_NET_RAW).
+    """SIPp as a conference party: it answers one call (``uas_tone``, the hub dials it,
+    e.g. through a gateway trunk at ``port``) and streams ``tone_hz`` (PCMU, ``rtp_stream``)
+    until the far end hangs up, within ``timeout``. ``tap=True`` also opens a
+    :class:`LoopbackTap` on its RTP port so the test hears what SIPp is sent (needs
+    CAP_NET_RAW). With ``sdp_port`` SIPp sends no RTP and its SDP names that port instead.
     """
 
     tone_hz: float | None = 1100.0
-    remote: Address | None = None
-    service: str = "service"
-    hold_ms: int = 30_000
     timeout: float = 40.0
     tap: bool = False
     caller: str = "sipp"
@@ -414,24 +401,17 @@ class SippParty:
     async def start(self) -> Self:
         self._tmp = tempfile.TemporaryDirectory(prefix="sipp-party-")
         workdir = Path(self._tmp.name)
-        name = "uas_tone" if self.remote is None else "uac_tone"
+        name = "uas_tone"
         options: dict[str, Any] = {
             "calls": 1,
             "timeout": self.timeout,
-            "keys": {"caller": self.caller, "pt": "0", "codec": "PCMU"},
+            "keys": {"caller": self.caller},
             "workdir": workdir,
             "port": self.port,
             "media_port": free_port(span=2),  # the stream's RTP and RTCP
         }
-        if self.remote is not None:
-            options["service"] = self.service
-        self.sipp = Sipp(workdir / f"{name}.xml", self.remote, **options)
+        self.sipp = Sipp(workdir / f"{name}.xml", None, **options)
         text = (SCENARIOS / f"{name}.xml").read_text(encoding="ascii")
-        for placeholder, value in (
-            ("@HOLD_MS@", str(self.hold_ms)),
-            ("@PT@", "0"),
-        ):
-            text = text.replace(placeholder, value)
         if self.sdp_port is not None:  # the test's socket does the media, not SIPp
             text = text.replace("[rtpstream_audio_port]", str(self.sdp_port))
             text = re.sub(r"<exec rtp_stream=[^>]*/>", "", text)
@@ -495,14 +475,6 @@ class SippParty:
 # -- raw RTP mischief ------------------------------------------------------------------------
 
 
-def udp_sender() -> socket.socket:
-    """A non-blocking UDP socket on 127.0.0.1 for garbage and floods."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((HOST, 0))
-    sock.setblocking(False)
-    return sock
-
-
 def garbage(count: int, seed: int = 5) -> list[bytes]:
     """Datagrams that are not RTP a receiver can use: random bytes, truncated headers,
     wrong version, header extensions and CSRC counts that run past the end."""
@@ -521,15 +493,3 @@ def garbage(count: int, seed: int = 5) -> list[bytes]:
         else:
             out.append(bytes([0x8F, 0x00]) + rng.bytes(14))
     return out
-
-
-async def blast(sock: socket.socket, target: Address, datagrams: Sequence[bytes]) -> int:
-    """Send every datagram (yielding now and then); return how many went out."""
-    sent = 0
-    for i, data in enumerate(datagrams):
-        with contextlib.suppress(BlockingIOError):
-            sock.sendto(data, target)
-            sent += 1
-        if i % 200 == 199:
-            await asyncio.sleep(0)
-    return sent
