@@ -440,6 +440,10 @@ class CallLeg:
         if isinstance(media, MediaCapabilities):
             self._caps = media
             sdp = answer(offer, media)
+            if all(m.rejected for m in sdp.media):
+                # nothing in common: RFC 3261 21.4.26, refuse rather than answer m=... 0
+                self.reject(488, "Not Acceptable Here (no common codec)")
+                raise CallError(488, "no common codec with the offer")
         else:
             sdp = media
             self._caps = _caps_from_sdp(sdp)

@@ -29,6 +29,7 @@ from hub.conferences.model import (
     ConferenceFull,
     ConferenceLocked,
     ConferenceNotFound,
+    NoCommonMedia,
     Participant,
     ParticipantRole,
     ParticipantState,
@@ -301,6 +302,10 @@ class DialIn:
             return
         except (ConferenceNotFound, ConferenceEnded):
             self._refuse(call, conf.id, 404, "Not Found (conference not running)")
+            return
+        except NoCommonMedia as err:
+            logger.info("dial-in %s: %s refused: %s", call.number, call.leg.id, err)
+            self._refuse(call, conf.id, 488, "Not Acceptable Here (no common codec)")
             return
         except ConferenceError as err:
             logger.error("dial-in %s: %s could not join: %s", call.number, call.leg.id, err)

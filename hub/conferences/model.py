@@ -169,6 +169,14 @@ class InvalidTarget(ConferenceError):
         self.reason = reason
 
 
+class NoCommonMedia(ConferenceError):
+    """An inbound offer has no audio stream with a codec of the conference's profile
+    (the call is refused with 488 before it is answered)."""
+
+    status = 488
+    title = "No common codec"
+
+
 class ConferenceStateError(InvalidStateError, ConferenceError):
     """The request does not fit the current state (already recording, not in the lobby...)."""
 

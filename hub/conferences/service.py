@@ -46,6 +46,7 @@ from hub.conferences.model import (
     ConferenceStateError,
     InvalidConferenceRequest,
     InvalidTarget,
+    NoCommonMedia,
     Participant,
     ParticipantNotFound,
     ParticipantRole,
@@ -93,7 +94,16 @@ from sip.calls import (
 from sip.calls import DtmfReceived as SipDtmf
 from sip.dialplan import DialplanError, parse_address
 from sip.errors import SipError
-from sip.offer_answer import G722, OPUS, PCMA, PCMU, TELEPHONE_EVENT, Codec, MediaCapabilities
+from sip.offer_answer import (
+    G722,
+    OPUS,
+    PCMA,
+    PCMU,
+    TELEPHONE_EVENT,
+    Codec,
+    MediaCapabilities,
+)
+from sip.offer_answer import answer as sdp_answer
 
 logger = logging.getLogger(__name__)
 
@@ -592,6 +602,26 @@ class ConferenceService:
             address=self.rtp_host, audio_port=port, audio_codecs=(*codecs, TELEPHONE_EVENT)
         )
 
+    def _check_offer(self, conf: Conference, leg: CallLeg) -> None:
+        """Raise :class:`NoCommonMedia` unless the leg's offer has an audio stream we can
+        take with the profile's codecs: such a call is refused (488), never answered."""
+        offer = leg.remote_sdp
+        if offer is None:
+            raise NoCommonMedia(f"leg {leg.id} brought no SDP offer")
+        # the port is a placeholder: only whether a stream survives matters here
+        trial = sdp_answer(offer, self._caps(conf, 9))
+        if any(m.media == "audio" and m.port for m in trial.media):
+            return
+        offered: set[str] = set()
+        for stream in offer.media:
+            for pt in stream.payload_types if stream.media == "audio" else ():
+                rtpmap = stream.rtpmap(pt)
+                offered.add(rtpmap.encoding if rtpmap else f"payload type {pt}")
+        raise NoCommonMedia(
+            f"no common audio codec: offered {', '.join(sorted(offered)) or 'none'}; "
+            f"profile {conf.profile!r} takes {', '.join(self.profile_of(conf).codecs)}"
+        )
+
     def _bind(self) -> tuple[socket.socket, socket.socket]:
         try:
             return bind_rtp_pair(self.rtp_host)
@@ -808,6 +838,7 @@ class ConferenceService:
         role = ParticipantRole(role)
         if conf.locked and not lobby and role is not ParticipantRole.MODERATOR:
             raise ConferenceLocked(f"conference {conf_id!r} is locked")
+        self._check_offer(conf, leg)
         p = self._new_participant(conf, leg.caller or leg.remote, role, "inbound")
         p.leg, p.trunk = leg.id, leg.trunk
         rtp, rtcp = self._bind()
@@ -1089,6 +1120,8 @@ class ConferenceService:
             talking = isinstance(event, TalkingStarted)
             if p.talking == talking or (talking and p.state is not ParticipantState.JOINED):
                 return
+            if talking and p.role is ParticipantRole.MONITOR:
+                return  # a silent monitor is never heard, so never shown talking
             p.talking = talking
             self.bus.publish(
                 ConferenceTalking(conference=p.conference, participant=p.id, talking=talking)

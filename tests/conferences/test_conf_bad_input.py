@@ -159,11 +159,6 @@ async def test_leg_that_sends_nothing_is_dropped_on_media_timeout(tmp_path: Path
         assert "media-timeout" in reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: dial-in answers an offer with no supported codec 200 OK with m=audio 0"
-    " (sip/calls.py CallLeg.answer always sends 200; join_leg does not check the offer)",
-)
 async def test_offer_of_an_unsupported_codec_is_refused_488(tmp_path: Path) -> None:
     async with two_phones(tmp_path) as scene:
         # a caller through the gateway trunk to the room number, offering only GSM (3)
