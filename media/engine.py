@@ -156,9 +156,13 @@ class MediaEngine:
             if delay > 0:
                 await asyncio.sleep(delay)
             lateness = loop.time() - deadline
-            if lateness > TICK / 2:
+            # with no legs a late tick delays nobody's audio (e.g. the hub starting up):
+            # it keeps the grid but is not counted or reported as lateness
+            audible = bool(self._legs)
+            if lateness > TICK / 2 and audible:
                 self.late_ticks += 1
-            self.max_lateness = max(self.max_lateness, lateness)
+            if audible:
+                self.max_lateness = max(self.max_lateness, lateness)
             if lateness > MAX_CATCH_UP * TICK:
                 missed = int(lateness / TICK)
                 self.skipped_ticks += missed
@@ -167,7 +171,7 @@ class MediaEngine:
                     if not group.dirty:
                         group.skip(missed)
                 deadline += missed * TICK
-                logger.warning(
+                (logger.warning if audible else logger.debug)(
                     "media tick stalled %.0f ms: %d ticks skipped", 1000 * lateness, missed
                 )
             began = time.perf_counter()

@@ -57,6 +57,11 @@ class ConferenceSection(Model):
         None, description="RTP bind and SDP address (default: sip.host, 127.0.0.1 for 0.0.0.0)"
     )
     recordings_dir: Path | None = Field(None, description="default: <data_dir>/recordings")
+    rtp_latch: bool = Field(
+        False,
+        description="symmetric RTP: send to where a leg's first RTP packet came from rather "
+        "than to its SDP address (phones behind NAT); off, RTP from elsewhere is dropped",
+    )
     pin_attempts: int = Field(3, ge=1, le=20)
     pin_lockout: float = Field(300.0, ge=0)
     pin_timeout: float = Field(30.0, gt=0, le=600, description="dial-in: seconds to key a PIN")

@@ -768,6 +768,7 @@ class ConferenceService:
             rtcp_sock=media.rtcp,
             dtmf_payload_type=negotiated.dtmf_payload_type,
             media_timeout=self.profile_of(conf).media_timeout,
+            latch=self.site.conferences.rtp_latch,
         )
         media.starting = True
         try:
