@@ -117,7 +117,7 @@ def create_app(hub: Hub) -> FastAPI:
         metrics.registry.register(SnmpCollector(hub.snmp))
     metrics.registry.register(MonitoringCollector(hub.monitoring))
     metrics.registry.register(TelephonyCollector(hub.telephony))
-    metrics.registry.register(ConferenceCollector(hub.conferences))
+    metrics.registry.register(ConferenceCollector(hub.conferences, hub.dialin))
     problems.install(app)
     app.include_router(routes.router)
     app.include_router(stream.router)

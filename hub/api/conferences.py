@@ -49,6 +49,41 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 # -- views ------------------------------------------------------------------------------------
 
 
+class MediaOut(BaseModel):
+    """A participant's RTP figures since it joined: what it sent the hub and what of that
+    was bad. Counters only grow; ``live`` false means the leg has gone (the last figures)."""
+
+    live: bool = Field(description="the media leg is running (false: figures at its end)")
+    conference: str = Field(description="the media engine conference (lobby-<id> in a lobby)")
+    ssrc: int | None
+    datagrams: int = Field(description="UDP datagrams received on the RTP port")
+    packets: int = Field(description="RTP packets accepted from the current source (SSRC)")
+    lost: int = Field(description="packets missing from the current source's sequence")
+    late: int = Field(description="packets too late for the jitter buffer")
+    duplicates: int
+    reordered: int
+    jitter_ms: float = Field(description="interarrival jitter (RFC 3550)")
+    jitter_buffer_frames: int
+    jitter_target_frames: int
+    concealed: int = Field(description="frames concealed for missing audio")
+    drift_drops: int
+    ssrc_changes: int
+    malformed: int = Field(description="datagrams that were not valid RTP/RTCP (garbled)")
+    wrong_source: int = Field(description="datagrams from another address than the leg's")
+    unknown_payload_type: int = Field(description="packets of a payload type not negotiated")
+    flood_dropped: int = Field(description="packets dropped because the leg flooded")
+    size_mismatch: int
+    dtmf_received: int
+    dtmf_sent: int
+    packets_sent: int
+    rtcp_received: int
+    rtcp_sent: int
+    round_trip_ms: float | None = Field(description="from RTCP reports, once known")
+    remote_fraction_lost: float | None = Field(description="what the far end reports losing")
+    talking: bool
+    extra: dict[str, int] = Field(description="further engine counters")
+
+
 class ParticipantOut(BaseModel):
     id: str
     conference: str
@@ -69,10 +104,16 @@ class ParticipantOut(BaseModel):
     left_ts: float | None
     status: int | None = Field(description="the SIP status when the call failed")
     reason: str = Field(description="why it left or failed")
+    media: MediaOut | None = Field(
+        None,
+        description="RTP figures (bad input, loss, jitter): only on the single participant's "
+        "view; null before its media started",
+    )
 
     @classmethod
-    def of(cls, hub: Hub, participant: Participant) -> ParticipantOut:
-        return cls.model_validate(hub.conferences.describe_participant(participant))
+    def of(cls, hub: Hub, participant: Participant, *, media: bool = False) -> ParticipantOut:
+        view = hub.conferences.describe_participant(participant, media=media)
+        return cls.model_validate(view)
 
 
 class ConferenceOut(BaseModel):
@@ -89,7 +130,9 @@ class ConferenceOut(BaseModel):
     created_ts: float
     ended_ts: float | None
     reason: str = Field(description="why it ended")
-    recording: str | None = Field(description="the mix recording in progress")
+    recording: str | None = Field(
+        description="the recording session in progress: GET /api/v1/recordings/{recording}"
+    )
     talking: list[str] = Field(description="participants talking now")
     participants: list[ParticipantOut] = Field(description="everyone, left and failed included")
 
@@ -175,7 +218,9 @@ class AnnouncementOut(BaseModel):
 
 class RecordingStarted(BaseModel):
     conference: str
-    recording: str = Field(description="the mix recording's id (see /api/v1/recordings)")
+    recording: str = Field(
+        description="the recording session: GET /api/v1/recordings/{recording} lists its files"
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -370,7 +415,10 @@ async def add_participant(
 async def get_participant(
     conf_id: str, participant_id: str, hub: HubDep, _: Reader
 ) -> ParticipantOut:
-    return ParticipantOut.of(hub, hub.conferences.participant(conf_id, participant_id))
+    """One participant with its RTP figures (``media``): garbled, flooding, lost or
+    wrong-source packets show here per participant."""
+    participant = hub.conferences.participant(conf_id, participant_id)
+    return ParticipantOut.of(hub, participant, media=True)
 
 
 @router.patch(
@@ -467,7 +515,9 @@ async def announce(
 async def start_recording(
     conf_id: str, request: Request, hub: HubDep, who: Controller
 ) -> RecordingStarted:
-    """Start recording the mix (and each talker, per the profile's formats)."""
+    """Start recording the mix (and each talker, per the profile's formats). The answer's
+    ``recording`` is the recording session: ``GET /api/v1/recordings/{recording}`` lists
+    its files (the mix and each talker's track)."""
     _audit(request, f"conference:{conf_id}", "record")
     recording = await hub.conferences.start_recording(conf_id, actor=who.name)
     _audit(request, f"conference:{conf_id}", f"record {recording}")

@@ -1,6 +1,12 @@
 """Recording routes: the recordings index (a conference's mix and each talker's track, with
 who talked when) and the download of a file, for any role.
 
+A recording session (the id ``POST /api/v1/conferences/{id}/recording`` and the conference
+view hand out) writes several files, each a row of the index named ``<session>-mix-<codec>``
+or ``<session>-<participant>-<n>-<codec>``. ``GET /api/v1/recordings/{id}`` takes either:
+a file's id gives that file, a session's id gives the session with all its files, and
+``.../{session}/file`` downloads the session's mix.
+
 Only files inside the conference service's recordings directory are ever served, whatever
 path the index holds.
 """
@@ -80,10 +86,72 @@ class RecordingList(BaseModel):
     recordings: list[RecordingOut]
 
 
+class RecordingSessionOut(BaseModel):
+    """One recording session of a conference: its mix (one file per format) and the
+    talker tracks."""
+
+    id: str = Field(description="the session id the conference API hands out")
+    kind: Literal["session"] = "session"
+    conference: str | None
+    start_ts: float
+    end_ts: float | None = Field(description="None while the session is still recording")
+    talkers: list[str] = Field(description="participants heard in it")
+    download: str = Field(description="the mix file (WAV when the session records WAV)")
+    files: list[RecordingOut] = Field(description="the mix files first, then talker tracks")
+
+
+# a conference's rows looked through for one session's (the store has no id-prefix query)
+SESSION_ROWS = 1000
+
+
+async def _session_rows(hub: Hub, session: str) -> list[RecordingRow]:
+    """Every row of recording session ``session``, mix files first: found through its mix
+    row (indexed when the recording starts), then among its conference's rows."""
+    mix = None
+    for codec in MEDIA_TYPES:
+        mix = await hub.store.recording(f"{session}-mix-{codec}")
+        if mix is not None:
+            break
+    if mix is None:
+        return []
+    rows = await hub.store.recordings(conference=mix.conference, limit=SESSION_ROWS)
+    mine = [r for r in rows if r.id.startswith(f"{session}-")]
+    codecs = list(MEDIA_TYPES)  # WAV first: the mix a session id downloads
+    return sorted(
+        mine,
+        key=lambda r: (
+            r.kind != "mix",
+            r.start_ts,
+            codecs.index(r.codec) if r.codec in codecs else len(codecs),
+            r.id,
+        ),
+    )
+
+
+def _session(session: str, rows: list[RecordingRow]) -> RecordingSessionOut:
+    mixes = [r for r in rows if r.kind == "mix"]
+    first = mixes[0] if mixes else rows[0]
+    talkers = dict.fromkeys(t for r in mixes for t in r.talkers)
+    talkers.update(dict.fromkeys(r.talker for r in rows if r.talker is not None))
+    return RecordingSessionOut(
+        id=session,
+        conference=first.conference,
+        start_ts=min(r.start_ts for r in rows),
+        end_ts=first.end_ts,
+        talkers=list(talkers),
+        download=f"/api/v1/recordings/{session}/file",
+        files=[RecordingOut.of(r) for r in rows],
+    )
+
+
 async def _row(hub: Hub, recording_id: str) -> RecordingRow:
+    """A file's row by its id, or a session's mix row by the session id."""
     row = await hub.store.recording(recording_id)
     if row is None:
-        raise RecordingNotFound(f"no recording {recording_id!r}")
+        mixes = [r for r in await _session_rows(hub, recording_id) if r.kind == "mix"]
+        if not mixes:
+            raise RecordingNotFound(f"no recording {recording_id!r}")
+        row = mixes[0]
     return row
 
 
@@ -105,10 +173,22 @@ async def list_recordings(
     _: Reader,
     conference: Annotated[str | None, Query(description="only this conference's")] = None,
     kind: Annotated[Literal["mix", "talker"] | None, Query(description="mix or talker")] = None,
+    recording: Annotated[
+        str | None,
+        Query(description="only this recording session's (the id the conference API gives)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> RecordingList:
-    """Recordings, newest first: the mix and each talker's track."""
-    rows = await hub.store.recordings(conference=conference, kind=kind, limit=limit)
+    """Recordings, newest first: the mix and each talker's track. With ``recording``, the
+    files of that session (mix first), empty when there is no such session."""
+    if recording is None:
+        rows = await hub.store.recordings(conference=conference, kind=kind, limit=limit)
+    else:
+        rows = [
+            r
+            for r in await _session_rows(hub, recording)
+            if (conference is None or r.conference == conference) and kind in (None, r.kind)
+        ][:limit]
     return RecordingList(recordings=[RecordingOut.of(r) for r in rows])
 
 
@@ -120,9 +200,24 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/api/v1/recordings/{recording_id}", response_model=RecordingOut, responses=_NOT_FOUND)
-async def get_recording(recording_id: str, hub: HubDep, _: Reader) -> RecordingOut:
-    return RecordingOut.of(await _row(hub, recording_id))
+@router.get(
+    "/api/v1/recordings/{recording_id}",
+    response_model=RecordingOut | RecordingSessionOut,
+    responses=_NOT_FOUND,
+)
+async def get_recording(
+    recording_id: str, hub: HubDep, _: Reader
+) -> RecordingOut | RecordingSessionOut:
+    """One file of the index by its id; or, by a recording session's id (what
+    ``POST /api/v1/conferences/{id}/recording`` answers), the session with all its files
+    (``kind`` ``session``)."""
+    row = await hub.store.recording(recording_id)
+    if row is not None:
+        return RecordingOut.of(row)
+    rows = await _session_rows(hub, recording_id)
+    if not rows:
+        raise RecordingNotFound(f"no recording {recording_id!r}")
+    return _session(recording_id, rows)
 
 
 @router.get(
@@ -135,7 +230,7 @@ async def get_recording(recording_id: str, hub: HubDep, _: Reader) -> RecordingO
 )
 async def download_recording(recording_id: str, hub: HubDep, _: Reader) -> FileResponse:
     """The audio file (``audio/wav`` or ``audio/ogg``); a file still being written is
-    served as far as it is written."""
+    served as far as it is written. A session id downloads the session's mix."""
     row = await _row(hub, recording_id)
     path = await asyncio.to_thread(_file, hub, row)
     return FileResponse(

@@ -23,9 +23,9 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -78,7 +78,7 @@ from media.events import (
     TalkingStarted,
     TalkingStopped,
 )
-from media.leg import LegSpec
+from media.leg import LegSpec, LegStats
 from media.transport import bind_rtp_pair
 from sip.calls import (
     CallAnswered,
@@ -113,6 +113,21 @@ ENDED_KEPT = 200  # ended conferences still answered by get() (the API shows why
 _SDP_CODECS: dict[str, Codec] = {"PCMU": PCMU, "PCMA": PCMA, "G722": G722, "opus": OPUS}
 _PTIMES = (10, 20, 30, 40, 60)
 
+# bad (or lost) input summed over every leg the service ran, for Prometheus
+MEDIA_COUNTERS = (
+    "packets",
+    "lost",
+    "late",
+    "concealed",
+    "malformed",
+    "wrong_source",
+    "unknown_payload_type",
+    "flood_dropped",
+)
+# counted per RTP source (RFC 3550): they start again when the source changes, so the
+# totals carry what a leg had before (as last seen by a scrape or at its removal)
+_PER_SOURCE = ("packets", "lost")
+
 DtmfListener = Callable[[Participant, str], None]
 Handler = Callable[["ConferenceService", Conference, ConferenceEvent, str, str], None]
 
@@ -128,6 +143,7 @@ class _Media:
     engine_conf: str | None = None  # the engine conference its media leg is in
     starting: bool = False  # the engine is adopting the sockets right now
     task: asyncio.Task[None] | None = None
+    final: LegStats | None = None  # the leg's figures when the engine let it go
 
     def close_sockets(self) -> None:
         """Close sockets the engine has not adopted (closing twice is harmless)."""
@@ -247,6 +263,10 @@ class ConferenceService:
         self.recordings_dir = self.config.recordings_dir or site.hub.data_dir / "recordings"
         self.invalid_events = 0
         self.counters = {"created": 0, "ended": 0, "joined": 0, "failed": 0, "media_timeouts": 0}
+        # MEDIA_COUNTERS of the legs already removed (live legs are added when asked)
+        self._media_done = dict.fromkeys(MEDIA_COUNTERS, 0)
+        # per live leg and _PER_SOURCE counter: (ssrc changes, last value, carried)
+        self._carried: dict[str, dict[str, tuple[int, int, int]]] = {}
         self._conferences: dict[str, Conference] = {}
         self._ended: OrderedDict[str, Conference] = OrderedDict()
         self._participants: dict[str, Participant] = {}
@@ -790,8 +810,7 @@ class ConferenceService:
         media.engine_conf = engine_conf
         if not p.active:  # dropped (kicked, conference ended) while the media was starting
             media.engine_conf = None
-            with contextlib.suppress(UnknownLeg):
-                await self.engine.remove_leg(p.id, reason="left")
+            await self._remove_leg(p.id, media)
             if lobby:
                 with contextlib.suppress(UnknownConference):
                     await self.engine.end_conference(engine_conf)
@@ -918,8 +937,7 @@ class ConferenceService:
             return
         if media.engine_conf is not None:
             engine_conf, media.engine_conf = media.engine_conf, None
-            with contextlib.suppress(UnknownLeg):
-                await self.engine.remove_leg(p.id, reason="left")
+            await self._remove_leg(p.id, media)
             if engine_conf != p.conference:
                 with contextlib.suppress(UnknownConference):
                     await self.engine.end_conference(engine_conf)
@@ -931,6 +949,30 @@ class ConferenceService:
                 await asyncio.wait_for(call.hangup(), 10.0)
             except (SipError, OSError, TimeoutError) as err:
                 logger.warning("participant %s: hang-up of %s failed: %s", p.id, call.id, err)
+
+    async def _remove_leg(self, pid: str, media: _Media) -> None:
+        """Take the engine leg out, keeping its last figures (the view, the totals)."""
+        try:
+            stats = await self.engine.remove_leg(pid, reason="left")
+        except UnknownLeg:
+            return
+        media.final = stats
+        for name, value in self._counted(pid, stats).items():
+            self._media_done[name] += value
+        self._carried.pop(pid, None)
+
+    def _counted(self, pid: str, stats: LegStats) -> dict[str, int]:
+        """The leg's MEDIA_COUNTERS, the per-source ones made monotonic across sources."""
+        figures = {name: int(getattr(stats, name)) for name in MEDIA_COUNTERS}
+        marks = self._carried.setdefault(pid, {})
+        for name in _PER_SOURCE:
+            value = figures[name]
+            epoch, last, carried = marks.get(name, (stats.ssrc_changes, 0, 0))
+            if stats.ssrc_changes != epoch or value < last:
+                carried += last  # a new source (or a restarted sequence) counts from 0
+            marks[name] = (stats.ssrc_changes, value, carried)
+            figures[name] = carried + value
+        return figures
 
     # -- control ---------------------------------------------------------------------------
 
@@ -1154,8 +1196,45 @@ class ConferenceService:
 
     # -- views -----------------------------------------------------------------------------
 
-    def describe_participant(self, p: Participant) -> dict[str, Any]:
-        return {
+    def media_stats(self, p: Participant) -> LegStats | None:
+        """The participant's RTP figures: live from the engine, or as they were when its leg
+        was removed; None while it never had media."""
+        media = self._media.get(p.id)
+        if media is None:
+            return None
+        if media.engine_conf is not None:
+            with contextlib.suppress(UnknownLeg):
+                return self.engine.leg_stats(p.id)
+        return media.final
+
+    def media_totals(self) -> dict[str, int]:
+        """MEDIA_COUNTERS summed over every leg the service ran, live ones included."""
+        totals = dict(self._media_done)
+        for pid, media in builtins.list(self._media.items()):
+            if media.engine_conf is None:
+                continue
+            try:
+                stats = self.engine.leg_stats(pid)
+            except UnknownLeg:
+                continue
+            for name, value in self._counted(pid, stats).items():
+                totals[name] += value
+        return totals
+
+    def describe_media(self, p: Participant) -> dict[str, Any] | None:
+        """What an operator needs to judge a participant's input (bad, lost, flooding)."""
+        stats = self.media_stats(p)
+        if stats is None:
+            return None
+        figures = asdict(stats)
+        figures.pop("leg_id")
+        figures["live"] = self._in_engine(p)
+        return figures
+
+    def describe_participant(self, p: Participant, *, media: bool = False) -> dict[str, Any]:
+        """The JSON view of a participant; ``media`` adds its RTP figures (one engine
+        snapshot each, so list views leave them out)."""
+        view: dict[str, Any] = {
             "id": p.id,
             "conference": p.conference,
             "target": p.target,
@@ -1176,6 +1255,9 @@ class ConferenceService:
             "status": p.status,
             "codec": p.codec,
         }
+        if media:
+            view["media"] = self.describe_media(p)
+        return view
 
     def describe(self, conf: Conference) -> dict[str, Any]:
         """The JSON view of a conference (PINs are never shown, only whether one is set)."""
@@ -1262,11 +1344,33 @@ class ConferenceService:
         return rows
 
 
-class ConferenceCollector(Collector):
-    """Prometheus figures: conferences by state, legs by state, the media tick."""
+class DialInFigures(Protocol):
+    """What the collector reads of the dial-in (``hub.conferences.dialin.DialIn``)."""
 
-    def __init__(self, service: ConferenceService) -> None:
+    counters: dict[str, int]
+
+    def lockouts(self) -> dict[str, float]: ...
+
+
+_MEDIA_HELP = {
+    "packets": "RTP packets received from participants",
+    "lost": "RTP packets participants' streams lost (sequence gaps)",
+    "late": "RTP packets that came too late for the jitter buffer",
+    "concealed": "Frames concealed for missing participant audio",
+    "malformed": "Malformed RTP/RTCP datagrams received from participants",
+    "wrong_source": "RTP datagrams from an address that is not the participant's",
+    "unknown_payload_type": "RTP packets with a payload type the leg did not negotiate",
+    "flood_dropped": "RTP packets dropped because a participant flooded",
+}
+
+
+class ConferenceCollector(Collector):
+    """Prometheus figures: conferences by state, legs by state, the media tick, bad RTP
+    input summed over every participant, and the dial-in outcomes and lockouts."""
+
+    def __init__(self, service: ConferenceService, dialin: DialInFigures | None = None) -> None:
         self.service = service
+        self.dialin = dialin
 
     def collect(self) -> Iterator[Metric]:
         service = self.service
@@ -1308,3 +1412,28 @@ class ConferenceCollector(Collector):
         lateness = GaugeMetricFamily("cchub_media_max_lateness_ms", "Worst media tick lateness")
         lateness.add_metric([], stats.max_lateness_ms)
         yield lateness
+        for name, value in service.media_totals().items():
+            family = CounterMetricFamily(f"cchub_conference_rtp_{name}", _MEDIA_HELP[name])
+            family.add_metric([], value)
+            yield family
+        timeouts = CounterMetricFamily(
+            "cchub_conference_media_timeouts", "Participants dropped for sending no RTP"
+        )
+        timeouts.add_metric([], service.counters["media_timeouts"])
+        yield timeouts
+        if self.dialin is not None:
+            yield from self._dialin(self.dialin)
+
+    @staticmethod
+    def _dialin(dialin: DialInFigures) -> Iterator[Metric]:
+        outcomes = CounterMetricFamily(
+            "cchub_dialin", "Dial-in calls (outcome calls: every INVITE)", labels=["outcome"]
+        )
+        for outcome, value in sorted(dialin.counters.items()):
+            outcomes.add_metric([outcome], value)
+        yield outcomes
+        lockouts = GaugeMetricFamily(
+            "cchub_dialin_lockouts", "Sources locked out for wrong PINs right now"
+        )
+        lockouts.add_metric([], len(dialin.lockouts()))
+        yield lockouts
