@@ -17,9 +17,8 @@ import httpx
 from hub.config import SiteConfig
 from hub.runtime import Hub
 from tests.conferences.audio_peers import PARTY_TONES, ToneBaresip
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import DOMAIN, HOST, api_client, sip_port, sip_site_dict, trunk
 
-DOMAIN = "centre.test"
 GATEWAY_NUMBER = "pstn:+8613800138000"
 
 
@@ -33,23 +32,10 @@ def conference_site(
 ) -> SiteConfig:
     """Site with one SIP user per ``phones`` entry (name: password) and, with
     ``gateway_port``, a PSTN gateway trunk there (``GATEWAY_NUMBER`` reaches it)."""
-    data = site_dict(tmp_path)
-    for i, (name, password) in enumerate(phones.items()):
-        data["users"].append(
-            {
-                "name": name,
-                "role": "dispatcher",
-                "token": f"tok-phone-{i:02d}-0123456789",
-                "sip_password": password,
-            }
-        )
     # baresip 1.0 gives up on a SHA-256 challenge next to the MD5 one
-    data["sip"] = {"host": "127.0.0.1", "port": 0, "domain": DOMAIN, "digest_algorithms": ["MD5"]}
+    data = sip_site_dict(tmp_path, phones=phones, digest_algorithms=["MD5"])
     if gateway_port is not None:
-        data["trunks"] = [
-            {"id": "gw", "type": "pstn-gateway", "host": "127.0.0.1", "port": gateway_port,
-             "options_interval": None},
-        ]  # fmt: skip
+        data["trunks"] = [trunk("gw", "pstn-gateway", gateway_port)]
     if endpoints:
         data["endpoints"] = endpoints
     data["conferences"] = {"rtp_host": "127.0.0.1", **(conferences or {})}
@@ -57,7 +43,7 @@ def conference_site(
 
 
 def sip_address(hub: Hub) -> tuple[str, int]:
-    return ("127.0.0.1", hub.telephony.stack.address("UDP").port)
+    return (HOST, sip_port(hub))
 
 
 @dataclass
@@ -143,10 +129,25 @@ class ConfClient:
 
 @contextlib.asynccontextmanager
 async def running_hub(site: SiteConfig) -> AsyncIterator[tuple[Hub, ConfClient]]:
-    async with Hub(site) as hub:
-        http = httpx.AsyncClient(base_url=hub.api_url, timeout=15, headers=auth("dispatcher"))
-        async with http:
-            yield hub, ConfClient(http)
+    async with Hub(site) as hub, api_client(hub) as http:
+        yield hub, ConfClient(http)
+
+
+@contextlib.asynccontextmanager
+async def joined_conference(
+    api: ConfClient, name: str, targets: Mapping[str, str], **fields: Any
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """A new conference with each of ``targets`` (key: dial target) dialled in and joined:
+    its id and the participant ids by key. Deleted on the way out, while the peers still
+    answer (else each BYE times out)."""
+    conf = await api.create(name, **fields)
+    pids = {key: await api.dial(conf, target) for key, target in targets.items()}
+    for pid in pids.values():
+        await api.wait_state(conf, pid, "joined")
+    try:
+        yield conf, pids
+    finally:
+        await api.http.delete(f"/api/v1/conferences/{conf}")
 
 
 @contextlib.asynccontextmanager

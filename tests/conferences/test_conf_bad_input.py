@@ -31,6 +31,7 @@ from tests.conferences.conf_hub import (
     GATEWAY_NUMBER,
     ConfClient,
     conference_site,
+    joined_conference,
     registered_phones,
     running_hub,
     sip_address,
@@ -70,15 +71,13 @@ async def two_phones(tmp_path: Path, **profile: Any) -> AsyncIterator[Scene]:
             "rooms": [{"id": "ops", "name": "Operations", "number": ROOM_NUMBER}],
         },
     )
-    async with running_hub(site) as (hub, api), registered_phones(hub, PHONES) as phones:
-        conf = await api.create("bad input")
-        pids = {name: await api.dial(conf, f"user:{name}") for name in phones}
-        for pid in pids.values():
-            await api.wait_state(conf, pid, "joined")
-        try:
-            yield Scene(hub, api, conf, phones, pids, gateway_port)
-        finally:
-            await api.http.delete(f"/api/v1/conferences/{conf}")
+    targets = {name: f"user:{name}" for name in PHONES}
+    async with (
+        running_hub(site) as (hub, api),
+        registered_phones(hub, PHONES) as phones,
+        joined_conference(api, "bad input", targets) as (conf, pids),
+    ):
+        yield Scene(hub, api, conf, phones, pids, gateway_port)
 
 
 def frame_levels(audio: F32, rate: int = 8000) -> list[float]:

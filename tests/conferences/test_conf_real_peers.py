@@ -28,6 +28,7 @@ from tests.conferences.conf_hub import (
     GATEWAY_NUMBER,
     ConfClient,
     conference_site,
+    joined_conference,
     registered_phones,
     running_hub,
 )
@@ -76,24 +77,14 @@ async def three_party_bridge(
         conferences={"profiles": {"default": {"join_tone": False}}},
     )
     sipp = SippParty(tone_hz=SIPP, tap=TAP, port=gateway_port)
+    targets = {"alice": "user:alice", "bob": "user:bob", "sipp": GATEWAY_NUMBER}
     async with (
         running_hub(site) as (hub, api),
         sipp,
         registered_phones(hub, phones_in, TONES, unanswered={"dave"}) as phones,
+        joined_conference(api, "three parties", targets, **conference) as (conf, pids),
     ):
-        conf = await api.create("three parties", **conference)
-        pids = {
-            "alice": await api.dial(conf, "user:alice"),
-            "bob": await api.dial(conf, "user:bob"),
-            "sipp": await api.dial(conf, GATEWAY_NUMBER),
-        }
-        for pid in pids.values():
-            await api.wait_state(conf, pid, "joined")
-        try:
-            yield Bridge(hub, api, conf, phones, sipp, pids)
-        finally:
-            # hang everyone up while the peers still answer (else each BYE times out)
-            await api.http.delete(f"/api/v1/conferences/{conf}")
+        yield Bridge(hub, api, conf, phones, sipp, pids)
 
 
 async def test_three_parties_hear_each_other_and_not_themselves(tmp_path: Path) -> None:

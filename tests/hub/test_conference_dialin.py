@@ -8,46 +8,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hub.bus import Subscription
 from hub.conferences import ParticipantRole, ParticipantState
 from hub.config import SiteConfig
 from hub.events import ConferenceDialIn
 from hub.runtime import Hub
-from hub.yamlsource import load_yaml
-from lab.bench import Bench
-from lab.benchfile import validate_bench
 from sip.calls import CallAnswered, CallFailed, CallLeg, CallManager
-from sip.dialplan import Candidate, parse_address
 from sip.digest import Credentials
-from sip.offer_answer import PCMU, TELEPHONE_EVENT, MediaCapabilities
 from sip.stack import SipStack, StackConfig
 from sip.transport import TransportConfig
-from sip.uri import SipUri
-from tests.hub.sitefile import site_dict
+from tests.hub.confkit import (
+    DOMAIN,
+    HOST,
+    TE_101,
+    hub_candidate,
+    phone_media,
+    sim_bench,
+    sim_device,
+    sip_port,
+    sip_site_dict,
+)
 from tests.media.rtp_phone import RtpPhone, eventually, listen
 from tests.sip.peers import Sipp, free_port
 
 pytestmark = pytest.mark.slow
 
-HOST = "127.0.0.1"
 USER, PASSWORD = "dispatcher-user", "disp-sip-pw"
 PIN, MODERATOR_PIN = "1357", "2468"
-# RtpPhone sends its telephone-events with payload type 101: offer that one
-TE_101 = replace(TELEPHONE_EVENT, static_pt=101)
 SIPP_PCAPS = Path("/usr/share/sip-tester")
 
 
 def dialin_site(tmp_path: Path, **conferences: Any) -> SiteConfig:
-    data = site_dict(tmp_path)
-    data["users"][0]["sip_password"] = PASSWORD  # dispatcher-user calls in with digest
-    data["sip"] = {"host": HOST, "port": 0, "domain": "centre.test"}
+    data = sip_site_dict(tmp_path, dispatcher_password=PASSWORD)  # calls in with digest
     data["conferences"] = {
         "rtp_host": HOST,
         "pin_attempts": 3,
@@ -77,7 +75,7 @@ class Caller:
     """A SIP phone of our own stack calling the hub as a digest user, one RtpPhone per call."""
 
     def __init__(self, hub: Hub) -> None:
-        self.port = hub.telephony.stack.address("UDP").port
+        self.port = sip_port(hub)
         config = StackConfig(transport=TransportConfig(hosts=(HOST,), port=0), rate_limit=None)
         self.stack = SipStack(config)
         self.calls = CallManager(self.stack)
@@ -98,11 +96,9 @@ class Caller:
         """Call ``number`` at the hub: answered (the phone sends ``tone``) or refused."""
         phone = await RtpPhone.create()
         self.phones.append(phone)
-        uri = f"sip:{number}@{HOST}:{self.port}"
-        candidate = Candidate(parse_address(uri), None, SipUri.parse(uri), (HOST, self.port), "udp")
         leg = await self.calls.originate(
-            [candidate],
-            MediaCapabilities(HOST, phone.address[1], (PCMU, TE_101)),
+            [hub_candidate(number, self.port)],
+            phone_media(phone, TE_101),
             from_=f"sip:{USER}@centre.test",
             credentials=Credentials(USER, PASSWORD),
         )
@@ -125,6 +121,19 @@ async def dialin_events(hub: Hub) -> AsyncIterator[Subscription]:
         sub.close()
 
 
+@contextlib.asynccontextmanager
+async def dialin_hub(
+    tmp_path: Path, **conferences: Any
+) -> AsyncIterator[tuple[Hub, Caller, Subscription]]:
+    """A hub on ``dialin_site``, a ``Caller`` and the hub's dial-in outcomes."""
+    async with (
+        Hub(dialin_site(tmp_path, **conferences)) as hub,
+        Caller(hub) as caller,
+        dialin_events(hub) as events,
+    ):
+        yield hub, caller, events
+
+
 async def next_outcome(sub: Subscription, within: float = 10.0) -> ConferenceDialIn:
     event = await asyncio.wait_for(sub.get(), within)
     assert isinstance(event, ConferenceDialIn)
@@ -136,11 +145,7 @@ async def until(predicate: Callable[[], bool], within: float = 10.0) -> None:
 
 
 async def test_pin_by_sip_info_and_by_rfc4733_joins_and_hears_the_room(tmp_path: Path) -> None:
-    async with (
-        Hub(dialin_site(tmp_path)) as hub,
-        Caller(hub) as caller,
-        dialin_events(hub) as events,
-    ):
+    async with dialin_hub(tmp_path) as (hub, caller, events):
         alice = await caller.dial("8000", tone=700.0)
         assert alice.status == 0, alice.reason
         room = hub.conferences.get("ops")
@@ -186,12 +191,13 @@ async def test_moderator_pin_by_sipp_rfc4733_gives_moderator(tmp_path: Path) -> 
     scenario = tmp_path / "uac_dialin_pin.xml"
     scenario.write_text(DIALIN_SCENARIO.replace("<!-- DTMF -->", play))
     async with Hub(dialin_site(tmp_path)) as hub, dialin_events(hub) as events:
+        port = sip_port(hub)
         sipp = Sipp.uac(
             scenario,
-            (HOST, hub.telephony.stack.address("UDP").port),
+            (HOST, port),
             service="8000",
             auth=(USER, PASSWORD),
-            auth_uri=f"8000@{HOST}:{hub.telephony.stack.address('UDP').port}",
+            auth_uri=f"8000@{HOST}:{port}",
             keys={"caller": USER, "domain": "centre.test"},
             media_port=free_port(span=4),
             timeout=30.0,
@@ -211,20 +217,9 @@ async def test_moderator_pin_by_sipp_rfc4733_gives_moderator(tmp_path: Path) -> 
 
 async def test_the_lab_sip_phone_keys_its_pin_by_sip_info(tmp_path: Path) -> None:
     async with Hub(dialin_site(tmp_path)) as hub, dialin_events(hub) as events:
-        port = hub.telephony.stack.address("UDP").port
-        document = {
-            "bench": "dialin",
-            "devices": {
-                "phone": {
-                    "resource": {"kind": "udp"},
-                    "driver": {"type": "sip-phone"},
-                    "state": {"user": USER, "password": PASSWORD, "domain": "centre.test",
-                              "registrar_port": port},
-                },
-            },
-        }  # fmt: skip
-        spec = validate_bench(load_yaml(yaml.safe_dump(document)))
-        async with Bench(spec, control=False) as bench:
+        port = sip_port(hub)
+        state = {"user": USER, "password": PASSWORD, "domain": DOMAIN, "registrar_port": port}
+        async with sim_bench("dialin", {"phone": sim_device("sip-phone", state)}) as bench:
             phone = bench.sims["phone"]
             await bench.set_state("phone", {"dial": f"sip:8000@{HOST}:{port}"})
             await until(lambda: phone.snapshot()["call_state"] == "established")
@@ -242,11 +237,7 @@ async def test_wrong_pins_hang_up_and_lock_the_source_out_until_it_expires(
     tmp_path: Path,
 ) -> None:
     lockout = 4.0
-    async with (
-        Hub(dialin_site(tmp_path, pin_lockout=lockout)) as hub,
-        Caller(hub) as caller,
-        dialin_events(hub) as events,
-    ):
+    async with dialin_hub(tmp_path, pin_lockout=lockout) as (hub, caller, events):
         mallory = await caller.dial("8000", tone=700.0)
         (p,) = hub.conferences.get("ops").participants.values()
         for attempt, guess in enumerate(["1111", "9999", "2461"], start=1):
@@ -278,11 +269,7 @@ async def test_wrong_pins_hang_up_and_lock_the_source_out_until_it_expires(
 
 
 async def test_unknown_number_locked_and_full_rooms_are_refused(tmp_path: Path) -> None:
-    async with (
-        Hub(dialin_site(tmp_path)) as hub,
-        Caller(hub) as caller,
-        dialin_events(hub) as events,
-    ):
+    async with dialin_hub(tmp_path) as (hub, caller, events):
         unknown = await caller.dial("8999")
         assert unknown.status == 404 and "8999" in unknown.reason
         refused = await next_outcome(events)
@@ -308,8 +295,7 @@ async def test_unknown_number_locked_and_full_rooms_are_refused(tmp_path: Path) 
 
 
 async def test_a_caller_that_keys_nothing_is_dropped(tmp_path: Path) -> None:
-    site = dialin_site(tmp_path, pin_timeout=1.0)
-    async with Hub(site) as hub, Caller(hub) as caller, dialin_events(hub) as events:
+    async with dialin_hub(tmp_path, pin_timeout=1.0) as (hub, caller, events):
         silent = await caller.dial("8000", tone=700.0)
         assert silent.status == 0
         timeout = await next_outcome(events)
@@ -321,11 +307,7 @@ async def test_a_caller_that_keys_nothing_is_dropped(tmp_path: Path) -> None:
 
 
 async def test_a_caller_hanging_up_in_the_lobby_is_reported(tmp_path: Path) -> None:
-    async with (
-        Hub(dialin_site(tmp_path)) as hub,
-        Caller(hub) as caller,
-        dialin_events(hub) as events,
-    ):
+    async with dialin_hub(tmp_path) as (hub, caller, events):
         call = await caller.dial("8000", tone=700.0)
         await call.leg.send_dtmf("13")  # half a PIN, then gone
         await call.leg.hangup()
@@ -336,19 +318,15 @@ async def test_a_caller_hanging_up_in_the_lobby_is_reported(tmp_path: Path) -> N
         assert hub.conferences.get("ops").counted() == 0
 
 
-DIALIN_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<!-- UAC with digest calls a conference number, keys its PIN as RFC 4733 events
-     (SIPp's DTMF captures), then waits for the hub's BYE. -->
-<scenario name="cchub dial-in with PIN">
-  <send retrans="500">
+# SIPp's INVITE of the scenario below, sent twice: without, then with the digest answer
+SIPP_INVITE = """  <send retrans="500">
     <![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:[caller]@[domain]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
-      CSeq: 1 INVITE
+      CSeq: {cseq} INVITE{auth}
       Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
       Max-Forwards: 70
       Content-Type: application/sdp
@@ -367,7 +345,15 @@ DIALIN_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       a=sendrecv
     ]]>
   </send>
-  <recv response="100" optional="true"/>
+"""
+
+DIALIN_SCENARIO = (
+    """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- UAC with digest calls a conference number, keys its PIN as RFC 4733 events
+     (SIPp's DTMF captures), then waits for the hub's BYE. -->
+<scenario name="cchub dial-in with PIN">
+{invite_1}  <recv response="100" optional="true"/>
   <recv response="407" auth="true"/>
   <send>
     <![CDATA[
@@ -381,34 +367,7 @@ DIALIN_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       Content-Length: 0
     ]]>
   </send>
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[caller]@[domain]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 2 INVITE
-      [authentication]
-      Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=sipp 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-      a=sendrecv
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
+{invite_2}  <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rrs="true"/>
   <send>
@@ -442,3 +401,7 @@ DIALIN_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   </send>
 </scenario>
 """
+).format(
+    invite_1=SIPP_INVITE.format(cseq=1, auth=""),
+    invite_2=SIPP_INVITE.format(cseq=2, auth="\n      [authentication]"),
+)

@@ -9,31 +9,35 @@ hears) for the calls; what each party hears is checked with a Goertzel filter.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
-from hub.yamlsource import load_yaml
 from lab.bench import Bench
-from lab.benchfile import validate_bench
 from media import dsp
 from sip.calls import CallLeg, CallManager
-from sip.digest import Credentials
-from sip.message import Header
-from sip.offer_answer import PCMU, TELEPHONE_EVENT, MediaCapabilities
 from sip.stack import SipStack, StackConfig
 from sip.transport import TransportConfig
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import (
+    DOMAIN,
+    api_client,
+    eventually,
+    gateway_bench,
+    gateway_trunk,
+    phone_media,
+    register,
+    sip_port,
+    sip_site_dict,
+)
+from tests.hub.sitefile import auth
 from tests.media.rtp_phone import RtpPhone, listen
 
 pytestmark = pytest.mark.slow
@@ -58,19 +62,6 @@ ENDPOINTS = [
 ]  # fmt: skip
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy (generous: the machine is shared)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {within} s: {check.__name__}")
-        await asyncio.sleep(0.05)
-
-
 # -- the peers --------------------------------------------------------------------------------
 
 
@@ -92,14 +83,8 @@ class SoftPhone:
         self.calls.attach()
         await self.stack.start()
         self.rtp = await RtpPhone.create("PCMU")
-        aor = f"sip:{self.user}@{domain}"
-        response = await self.stack.request(
-            "REGISTER",
-            f"sip:127.0.0.1:{hub_sip_port}",
-            from_=aor,
-            to=aor,
-            headers=[Header("Contact", str(self.stack.contact(self.user)))],
-            credentials=Credentials(self.user, f"{self.user}-sip-pw"),
+        response = await register(
+            self.stack, self.user, f"{self.user}-sip-pw", hub_sip_port, domain
         )
         assert response.status == 200, (self.user, response.status)
 
@@ -116,9 +101,7 @@ class SoftPhone:
             leg.reject(486)
             return
         self.leg = leg
-        media = leg.answer(
-            MediaCapabilities("127.0.0.1", self.rtp.address[1], (PCMU, TELEPHONE_EVENT))
-        )
+        media = leg.answer(phone_media(self.rtp))
         assert media is not None and media.codec == "PCMU"
         self.calls_answered += 1
         self.rtp.start((media.remote_host, media.remote_port), self.tone_hz)
@@ -193,38 +176,17 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    document = {
-        "bench": "rollcall",
-        "strategy": {"on_crash": "report"},
-        "devices": {
-            "pstn-gw": {
-                "resource": {"kind": "udp"},
-                "driver": {"type": "sip-pstn-gateway"},
-                "state": {"numbers": NUMBERS},
-            }
-        },
-    }
-    spec = validate_bench(load_yaml(yaml.safe_dump(document)))
-    async with Bench(spec, control=False) as bench:
-        gateway = bench.sims["pstn-gw"]
-        data = site_dict(tmp_path)
-        data["users"] += [
-            {"name": user, "role": "dispatcher", "token": f"tok-{user}-0123456789abcdef",
-             "sip_password": f"{user}-sip-pw"}
-            for user in PHONES
-        ]  # fmt: skip
-        data["sip"] = {"host": "127.0.0.1", "port": 0, "domain": "centre.test"}
-        trunk = gateway.site_trunk("gw")  # type: ignore[attr-defined]
-        data["trunks"] = [{**trunk, "options_interval": None}]
+    async with gateway_bench("rollcall", {"numbers": NUMBERS}) as bench:
+        data = sip_site_dict(tmp_path, phones={user: f"{user}-sip-pw" for user in PHONES})
+        data["trunks"] = [gateway_trunk(bench.sims["pstn-gw"])]
         data["endpoints"] = ENDPOINTS
         data["conferences"] = {"rtp_host": "127.0.0.1"}
         phones = {user: SoftPhone(user, hz) for user, hz in PHONES.items()}
         async with Hub(SiteConfig.model_validate(data)) as hub:
-            http = httpx.AsyncClient(base_url=hub.api_url, timeout=15, headers=auth("dispatcher"))
+            http = api_client(hub)
             try:
-                port = hub.telephony.stack.address("UDP").port
                 for phone in phones.values():
-                    await phone.start(port, "centre.test")
+                    await phone.start(sip_port(hub), DOMAIN)
                 yield Rig(hub, http, bench, phones)
             finally:
                 await http.aclose()

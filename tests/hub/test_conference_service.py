@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from hub.bus import EventBus, Subscription
 from hub.conferences.model import (
@@ -46,29 +45,24 @@ from hub.events import (
 )
 from hub.store import SqliteStore
 from hub.telephony import Telephony
-from hub.yamlsource import load_yaml
 from lab.bench import Bench
-from lab.benchfile import validate_bench
 from lab.sims.pstn_gateway import media_target
 from media import dsp
 from media.announce import Tone
 from sip.calls import CallAnswered, CallLeg, CallManager
 from sip.dialog import Dialog
-from sip.dialplan import Candidate, parse_address
-from sip.offer_answer import PCMU, TELEPHONE_EVENT, Codec, MediaCapabilities, answer
+from sip.offer_answer import answer
 from sip.sdp import SessionDescription
 from sip.stack import SipStack, StackConfig
 from sip.transport import TransportConfig
 from sip.uas import IncomingRequest
-from sip.uri import SipUri
+from tests.hub.confkit import TE_101, gateway_bench, hub_candidate, phone_media, trunk
 from tests.media.rtp_phone import RtpPhone, eventually, listen
 
 pytestmark = pytest.mark.slow
 
 TONES = [400.0, 700.0, 1100.0, 1500.0, 1300.0, 440.0]
 GATEWAY_TONE = 440.0
-# RtpPhone sends its RFC 4733 events with payload type 101: offer them as that
-DTMF_101 = Codec("telephone-event", 8000, static_pt=101, fmtp="0-16")
 
 
 # -- a SIP trunk peer whose numbers are RTP phones ---------------------------------------------
@@ -115,9 +109,7 @@ class Peer:
             return
         offer = SessionDescription.parse(incoming.request.body)
         phone = await RtpPhone.create("PCMU")
-        sdp = answer(
-            offer, MediaCapabilities("127.0.0.1", phone.address[1], (PCMU, TELEPHONE_EVENT))
-        )
+        sdp = answer(offer, phone_media(phone))
         incoming.respond(200, body=bytes(sdp), content_type="application/sdp")
         dialog = incoming.dialog
         assert dialog is not None
@@ -142,11 +134,9 @@ class Peer:
     async def call_hub(self, user: str, hub_port: int, freq: float) -> tuple[CallLeg, RtpPhone]:
         """Call the hub (it knows this peer as a trunk by its address) from a new phone."""
         phone = await RtpPhone.create("PCMU")
-        address = parse_address(f"sip:{user}@127.0.0.1:{hub_port}")
-        uri = SipUri("127.0.0.1", user=user, port=hub_port)
-        candidate = Candidate(address, None, uri, ("127.0.0.1", hub_port), "udp")
-        caps = MediaCapabilities("127.0.0.1", phone.address[1], (PCMU, DTMF_101))
-        leg = await self.outbound.originate([candidate], caps)
+        leg = await self.outbound.originate(
+            [hub_candidate(user, hub_port)], phone_media(phone, TE_101)
+        )
         await leg.wait_for(CallAnswered, within=10)
         assert leg.media is not None
         phone.start((leg.media.remote_host, leg.media.remote_port), freq)
@@ -199,20 +189,8 @@ def site(tmp_path: Path, gateway_port: int, peer_port: int) -> SiteConfig:
             "hub": {"name": "conf-test", "data_dir": str(tmp_path)},
             "sip": {"host": "127.0.0.1", "port": 0, "domain": "centre.test"},
             "trunks": [
-                {
-                    "id": "gw",
-                    "type": "pstn-gateway",
-                    "host": "127.0.0.1",
-                    "port": gateway_port,
-                    "options_interval": None,
-                },
-                {
-                    "id": "sat",
-                    "type": "satellite-gateway",
-                    "host": "127.0.0.1",
-                    "port": peer_port,
-                    "options_interval": None,
-                },
+                trunk("gw", "pstn-gateway", gateway_port),
+                trunk("sat", "satellite-gateway", peer_port),
             ],
             "endpoints": [
                 {
@@ -241,22 +219,9 @@ def site(tmp_path: Path, gateway_port: int, peer_port: int) -> SiteConfig:
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     tones: dict[str, float | None] = {f"+88160000{i}": f for i, f in enumerate(TONES[:5], 1)}
     tones["+8816000009"] = 1700.0  # the chief's satellite phone
-    document = {
-        "bench": "conference-lab",
-        "strategy": {"on_crash": "report"},
-        "devices": {
-            "pstn-gw": {
-                "resource": {"kind": "udp"},
-                "driver": {"type": "sip-pstn-gateway"},
-                "state": {
-                    "tone_hz": GATEWAY_TONE,
-                    "numbers": {"+8613800000001": {"action": "busy"}},
-                },
-            }
-        },
-    }
+    state = {"tone_hz": GATEWAY_TONE, "numbers": {"+8613800000001": {"action": "busy"}}}
     async with (
-        Bench(validate_bench(load_yaml(yaml.safe_dump(document))), control=False) as bench,
+        gateway_bench("conference-lab", state) as bench,
         Peer(tones) as peer,
     ):
         gateway = bench.sims["pstn-gw"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
 from hub.store import RecordingRow
-from hub.yamlsource import load_yaml
 from lab.bench import Bench
-from lab.benchfile import validate_bench
 from media import dsp
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import api_client, eventually, gateway_bench, gateway_trunk, sip_site_dict
+from tests.hub.sitefile import auth
 
 pytestmark = pytest.mark.slow
 
@@ -48,44 +46,19 @@ class Rig:
         return await self.http.request(method, url, headers=auth(role), **kwargs)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    """Poll ``check`` until it returns something truthy (the machine is shared: generous)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within} s: {check}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    document = {
-        "bench": "conference-api",
-        "strategy": {"on_crash": "report"},
-        "devices": {
-            "pstn-gw": {
-                "resource": {"kind": "udp", "host": "127.0.0.1", "port": 0},
-                "driver": {"type": "sip-pstn-gateway"},
-                "state": {
-                    "tone_hz": TONE_WATCHER,
-                    "numbers": {
-                        CALLER_A: {"tone_hz": TONE_A},
-                        OFFICE: {"tone_hz": TONE_B},
-                        BUSY: {"action": "busy"},
-                    },
-                },
-            }
+    state = {
+        "tone_hz": TONE_WATCHER,
+        "numbers": {
+            CALLER_A: {"tone_hz": TONE_A},
+            OFFICE: {"tone_hz": TONE_B},
+            BUSY: {"action": "busy"},
         },
     }
-    spec = validate_bench(load_yaml(yaml.safe_dump(document)))
-    async with Bench(spec, control=False) as bench:
-        data = site_dict(tmp_path)
-        data["sip"] = {"host": "127.0.0.1", "port": 0, "domain": "centre.test"}
-        trunk = bench.sims["pstn-gw"].site_trunk("gw")  # type: ignore[attr-defined]
-        data["trunks"] = [{**trunk, "options_interval": None}]
+    async with gateway_bench("conference-api", state) as bench:
+        data = sip_site_dict(tmp_path)
+        data["trunks"] = [gateway_trunk(bench.sims["pstn-gw"])]
         data["endpoints"] = [
             {
                 "id": "duty-officer",
@@ -96,10 +69,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         data["conferences"] = {
             "rooms": [{"id": "ops", "name": "Operations bridge", "number": "8000", "pin": "4321"}]
         }
-        async with (
-            Hub(SiteConfig.model_validate(data)) as hub,
-            httpx.AsyncClient(base_url=hub.api_url, timeout=15) as http,
-        ):
+        async with Hub(SiteConfig.model_validate(data)) as hub, api_client(hub, None) as http:
             yield Rig(hub, bench, http)
 
 

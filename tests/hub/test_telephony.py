@@ -4,74 +4,46 @@ to a directory endpoint, the directory and call routes, events, records, metrics
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
 from sip.calls import CallAnswered
-from sip.digest import Credentials
-from sip.message import Header
 from sip.offer_answer import MediaCapabilities
 from sip.stack import SipStack, StackConfig
 from sip.transport import TransportConfig
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import api_client, eventually, register, sip_port, sip_site_dict, trunk
+from tests.hub.sitefile import site_dict
 from tests.sip.peers import Sipp, free_port
 
 pytestmark = pytest.mark.slow
 
 
 def telephony_site(tmp_path: Path, gateway_port: int) -> SiteConfig:
-    data = site_dict(tmp_path)
-    data["users"][0]["sip_password"] = "disp-sip-pw"  # dispatcher-user
-    data["sip"] = {"host": "127.0.0.1", "port": 0, "domain": "centre.test"}
+    data = sip_site_dict(tmp_path, dispatcher_password="disp-sip-pw")
     data["trunks"] = [
-        {"id": "gw", "type": "pstn-gateway", "host": "127.0.0.1", "port": gateway_port,
-         "options_interval": None},
-        {"id": "dead", "type": "satellite-gateway", "host": "127.0.0.1", "port": free_port(),
-         "options_interval": 0.3},
-    ]  # fmt: skip
+        trunk("gw", "pstn-gateway", gateway_port),
+        trunk("dead", "satellite-gateway", free_port(), options_interval=0.3),
+    ]
     data["endpoints"] = [
         {"id": "chief", "name": "County chief", "routes": ["pstn:+8613800138000"]},
     ]
     return SiteConfig.model_validate(data)
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within} s: {check}")
-        await asyncio.sleep(0.05)
-
-
 async def test_hub_telephony_end_to_end(tmp_path: Path) -> None:
     gateway = Sipp.uas("uas_answer", calls=1, duration_ms=50)
     async with gateway, Hub(telephony_site(tmp_path, gateway.port)) as hub:
-        http = httpx.AsyncClient(base_url=hub.api_url, timeout=10, headers=auth("dispatcher"))
-        sip_port = hub.telephony.stack.address("UDP").port
-        assert sip_port != 0
+        http = api_client(hub, timeout=10)
+        port = sip_port(hub)
+        assert port != 0
         # a phone registers as the dispatcher user, with digest
         config = StackConfig(transport=TransportConfig(hosts=("127.0.0.1",), port=0))
         async with http, SipStack(config) as phone:
-            aor = "sip:dispatcher-user@centre.test"
-            response = await phone.request(
-                "REGISTER",
-                f"sip:127.0.0.1:{sip_port}",
-                from_=aor,
-                to=aor,
-                headers=[Header("Contact", str(phone.contact("dispatcher-user")))],
-                credentials=Credentials("dispatcher-user", "disp-sip-pw"),
-            )
+            response = await register(phone, "dispatcher-user", "disp-sip-pw", port)
             assert response.status == 200
 
             async def directory() -> dict[str, Any]:
@@ -81,7 +53,7 @@ async def test_hub_telephony_end_to_end(tmp_path: Path) -> None:
                 trunks = {t["id"]: t for t in body["trunks"]}
                 return body if trunks["dead"]["state"] == "down" else {}
 
-            body = await eventually(directory)
+            body = await eventually(directory, within=10.0)
             (user,) = body["users"]
             assert user["name"] == "dispatcher-user" and user["roles"] == ["dispatcher"]
             assert user["bindings"][0]["contact"].startswith("sip:dispatcher-user@127.0.0.1")
@@ -115,7 +87,7 @@ async def test_hub_telephony_end_to_end(tmp_path: Path) -> None:
                 result: list[dict[str, Any]] = reply.json()
                 return result
 
-            (record,) = await eventually(records)
+            (record,) = await eventually(records, within=10.0)
             assert (record["leg"], record["trunk"], record["reason"]) == (leg.id, "gw", "local-bye")
             events = (await http.get("/api/v1/events", params={"kinds": "sip."})).json()["events"]
             kinds = {(e["kind"], e["data"].get("phase") or e["data"].get("change")) for e in events}

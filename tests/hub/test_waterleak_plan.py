@@ -11,23 +11,17 @@ reads everything back through the hub's REST API.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
-from hub.yamlsource import load_yaml
-from lab.bench import Bench
-from lab.benchfile import validate_bench
 from lab.mosquitto import Mosquitto
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import api_client, eventually, gateway_bench, gateway_trunk, sip_site_dict
 
 pytestmark = pytest.mark.slow
 
@@ -52,38 +46,17 @@ PLAN = {
 }  # fmt: skip
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {within} s: {check.__name__}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def gateway() -> AsyncIterator[Any]:
-    document = {
-        "bench": "waterleak",
-        "devices": {
-            "pstn-gw": {
-                "resource": {"kind": "udp"},
-                "driver": {"type": "sip-pstn-gateway"},
-                "state": {"numbers": {"+8613900000000": {"action": "busy"}}},
-            }
-        },
-    }
-    async with Bench(validate_bench(load_yaml(yaml.safe_dump(document))), control=False) as bench:
+    async with gateway_bench(
+        "waterleak", {"numbers": {"+8613900000000": {"action": "busy"}}}
+    ) as bench:
         yield bench.sims["pstn-gw"]
 
 
 def site(tmp_path: Path, broker: Mosquitto, gateway: Any) -> SiteConfig:
-    data = site_dict(tmp_path)
-    data["sip"] = {"host": "127.0.0.1", "port": 0}
-    data["trunks"] = [{**gateway.site_trunk("gw"), "options_interval": None}]
+    data = sip_site_dict(tmp_path, domain=None)
+    data["trunks"] = [gateway_trunk(gateway)]
     data["endpoints"] = ENDPOINTS
     data["conferences"] = {"rtp_host": "127.0.0.1"}
     data["monitoring"] = {
@@ -114,13 +87,13 @@ async def test_water_leak_starts_the_plan_that_dials_the_duty_roster(
     async with (
         Mosquitto() as broker,
         Hub(site(tmp_path, broker, gateway)) as hub,
-        httpx.AsyncClient(base_url=hub.api_url, timeout=15, headers=auth("dispatcher")) as api,
+        api_client(hub) as api,
     ):
 
         async def subscribed() -> bool:
             return all(feed.stats.connected for feed in hub.monitoring.mqtt)
 
-        await eventually(subscribed)
+        await eventually(subscribed, within=20.0)
         dry = json.dumps({"leak": False, "battery": 87})
         await broker.publish("site/hq/b2-pump-room/leak", dry, qos=1)
 
@@ -128,7 +101,7 @@ async def test_water_leak_starts_the_plan_that_dials_the_duty_roster(
             reply = await api.get("/api/v1/metrics", params={"name": "water.leak"})
             return [m["last_value"] for m in reply.json()] == [0.0]
 
-        await eventually(seen_dry)
+        await eventually(seen_dry, within=20.0)
         assert (await api.get("/api/v1/alarms")).json() == []
         assert (await api.get("/api/v1/plans/runs")).json() == []
 
@@ -140,7 +113,7 @@ async def test_water_leak_starts_the_plan_that_dials_the_duty_roster(
             found = [a for a in (await api.get("/api/v1/alarms")).json()]
             return found[0] if found else None
 
-        raised = await eventually(alarm)
+        raised = await eventually(alarm, within=20.0)
         assert (raised["rule"], raised["source"]) == ("water-leak", "leak-hq-b2-pump-room")
         assert (raised["level"], raised["state"]) == ("red", "active-unack")
         assert raised["labels"] == {"site": "hq", "room": "b2-pump-room"}

@@ -5,59 +5,31 @@ Debian's baresip registers as the demo SIP user and its call to 8000 reaches the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 
 from hub.config import SiteConfig
 from hub.runtime import Hub
-from hub.yamlsource import load_yaml
-from lab.bench import Bench
-from lab.benchfile import validate_bench
 from lab.demo_conference import (
     conference_endpoints,
     conference_section,
     write_baresip_config,
 )
 from lab.processes import find_program, stop_process
-from tests.hub.sitefile import auth, site_dict
+from tests.hub.confkit import api_client, eventually, gateway_bench, sip_port, sip_site_dict
 
 pytestmark = pytest.mark.slow
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], within: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {within} s: {check}")
-        await asyncio.sleep(0.05)
-
-
 async def test_duty_officer_walks_from_the_busy_mobile_to_the_toned_line() -> None:
-    document = {
-        "bench": "demo-conference",
-        "devices": {
-            "gw": {
-                "resource": {"kind": "udp"},
-                "driver": {"type": "sip-pstn-gateway"},
-                "state": {
-                    "numbers": {
-                        "+861": {"action": "ring", "ring_seconds": 1},
-                        "+862": {"action": "busy"},
-                        "+863": {"action": "answer", "tone_hz": 660},
-                    }
-                },
-            }
-        },
+    numbers = {
+        "+861": {"action": "ring", "ring_seconds": 1},
+        "+862": {"action": "busy"},
+        "+863": {"action": "answer", "tone_hz": 660},
     }
-    async with Bench(validate_bench(load_yaml(yaml.safe_dump(document))), control=False) as bench:
+    async with gateway_bench("demo-conference", {"numbers": numbers}, device="gw") as bench:
         (endpoint,) = conference_endpoints(bench)
     assert endpoint["id"] == "duty-officer"
     assert endpoint["routes"] == ["pstn:+862", "pstn:+863"]
@@ -65,12 +37,12 @@ async def test_duty_officer_walks_from_the_busy_mobile_to_the_toned_line() -> No
 
 async def test_demo_baresip_config_registers_and_dials_the_room(tmp_path: Path) -> None:
     baresip = find_program("baresip", "apt-get install baresip")
-    data = site_dict(tmp_path)
-    data["users"][0]["sip_password"] = "demo-sip-pw"  # dispatcher-user
-    data["sip"] = {"host": "127.0.0.1", "port": 0, "digest_algorithms": ["MD5"]}
+    data = sip_site_dict(
+        tmp_path, dispatcher_password="demo-sip-pw", domain=None, digest_algorithms=["MD5"]
+    )
     data["conferences"] = conference_section()
     async with Hub(SiteConfig.model_validate(data)) as hub:
-        port = hub.telephony.stack.address("UDP").port
+        port = sip_port(hub)
         # no sound card here: the aubridge device instead of ALSA, nothing else changed
         config = write_baresip_config(
             tmp_path / "baresip",
@@ -93,7 +65,7 @@ async def test_demo_baresip_config_registers_and_dials_the_room(tmp_path: Path) 
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
-        http = httpx.AsyncClient(base_url=hub.api_url, timeout=15, headers=auth("ops"))
+        http = api_client(hub, "ops")
         try:
 
             async def registered() -> bool:
