@@ -9,7 +9,6 @@ as ``conference.participant`` events. Every control call is audited with the cal
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hub.api.deps import ANY_ROLE, get_hub, require
 from hub.auth import Principal
+from hub.conferences.announcement import ToneSpec, announcement_file
 from hub.conferences.model import (
     Conference,
     ConferenceLocked,
@@ -24,9 +24,7 @@ from hub.conferences.model import (
     ParticipantRole,
 )
 from hub.config import Role
-from hub.errors import HubError
 from hub.runtime import Hub
-from media.announce import Tone
 
 router = APIRouter(tags=["conferences"])
 
@@ -188,16 +186,9 @@ class ParticipantPatch(BaseModel):
         return self
 
 
-class ToneIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    frequency: float = Field(gt=0, lt=4000, description="Hz")
-    seconds: float = Field(gt=0, le=600)
-    level: float = Field(-14.0, ge=-60, le=0, description="dBFS")
-
-
 class AnnouncementIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tone: ToneIn | None = None
+    tone: ToneSpec | None = None
     file: str | None = Field(
         None, min_length=1, max_length=512, description="a WAV file in the hub's data directory"
     )
@@ -226,11 +217,6 @@ class RecordingStarted(BaseModel):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-class InvalidAnnouncement(HubError):
-    status = 422
-    title = "Invalid announcement"
-
-
 def _audit(request: Request, target: str, detail: str = "") -> None:
     request.state.audit_target = target
     if detail:
@@ -239,17 +225,6 @@ def _audit(request: Request, target: str, detail: str = "") -> None:
 
 def _view(hub: Hub, conf_id: str) -> ConferenceOut:
     return ConferenceOut.of(hub, hub.conferences.get(conf_id))
-
-
-def _announcement_file(hub: Hub, name: str) -> Path:
-    """The WAV file inside the hub's data directory (nothing outside it is ever read)."""
-    root = hub.site.hub.data_dir.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidAnnouncement(f"file {name!r} is outside the hub's data directory {root}")
-    if not path.is_file():
-        raise InvalidAnnouncement(f"file {name!r} does not exist in {root}")
-    return path
 
 
 # -- conferences ------------------------------------------------------------------------------
@@ -485,21 +460,15 @@ async def announce(
     conf_id: str, body: AnnouncementIn, request: Request, hub: HubDep, who: Controller
 ) -> AnnouncementOut:
     """Play a tone or a WAV file to the whole conference or to one participant."""
-    what = f"tone {body.tone.frequency:g} Hz {body.tone.seconds:g} s" if body.tone else body.file
+    what = body.tone.describe() if body.tone else f"file {body.file}"
     to = f" to {body.participant}" if body.participant else ""
     _audit(request, f"conference:{conf_id}", f"announce {what}{to}")
     service = hub.conferences
     service.get(conf_id)  # 404 before looking at the file
-    tone = file = None
-    if body.tone is not None:
-        tone = Tone(
-            (body.tone.frequency,),
-            level_dbfs=body.tone.level,
-            duration_ms=round(body.tone.seconds * 1000),
-        )
-    else:
-        assert body.file is not None
-        file = await asyncio.to_thread(_announcement_file, hub, body.file)
+    tone = body.tone.tone() if body.tone else None
+    file = None
+    if body.file is not None:
+        file = await asyncio.to_thread(announcement_file, hub.site.hub.data_dir, body.file)
     number = await service.announce(
         conf_id, actor=who.name, tone=tone, file=file, participant=body.participant
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hub.conferences.announcement import InvalidAnnouncement, ToneSpec, announcement_file
 from hub.conferences.model import (
     ConferenceEnded,
     ConferenceError,
@@ -28,7 +29,6 @@ from hub.conferences.model import (
     ParticipantRole,
 )
 from hub.plans import DEFAULT_TIMEOUT, StepContext, StepFailed, StepKinds, StepOutcome
-from media.announce import Tone
 
 if TYPE_CHECKING:
     from hub.conferences.service import ConferenceService
@@ -45,6 +45,7 @@ _CODES: tuple[tuple[type[ConferenceError], str], ...] = (
     (ConferenceLocked, "locked"),
     (ConferenceFull, "full"),
     (InvalidTarget, "invalid-target"),
+    (InvalidAnnouncement, "file"),
 )
 
 
@@ -82,15 +83,9 @@ class DialArgs(_Args):
         return self
 
 
-class ToneArgs(_Args):
-    frequency: float = Field(gt=0, lt=4000, description="Hz")
-    seconds: float = Field(gt=0, le=600)
-    level: float = Field(-14.0, ge=-60, le=0, description="dBFS")
-
-
 class AnnounceArgs(_Args):
     conference: str = Field(min_length=1)
-    tone: ToneArgs | None = None
+    tone: ToneSpec | None = None
     file: str | None = Field(None, min_length=1, description="a WAV file in the data directory")
 
     @model_validator(mode="after")
@@ -268,19 +263,12 @@ class ConferenceSteps:
     async def announce(self, ctx: StepContext) -> StepOutcome:
         args = _arguments(AnnounceArgs, ctx)
         conf_id = self._conference(ctx, args.conference)
-        tone = file = None
-        if args.tone is not None:
-            tone = Tone(
-                (args.tone.frequency,),
-                level_dbfs=args.tone.level,
-                duration_ms=round(args.tone.seconds * 1000),
-            )
-            what = f"tone {args.tone.frequency:g} Hz for {args.tone.seconds:g} s"
-        else:
-            assert args.file is not None
-            file = await asyncio.to_thread(_announcement_file, self._data_dir, args.file)
-            what = f"file {args.file}"
+        tone = args.tone.tone() if args.tone else None
+        file = None
+        what = args.tone.describe() if args.tone else f"file {args.file}"
         try:
+            if args.file is not None:
+                file = await asyncio.to_thread(announcement_file, self._data_dir, args.file)
             number = await self._service.announce(
                 conf_id, actor=self._actor(ctx), tone=tone, file=file
             )
@@ -289,17 +277,6 @@ class ConferenceSteps:
         return StepOutcome(
             f"{what} played in {conf_id}", {"conference": conf_id, "announcement": number}
         )
-
-
-def _announcement_file(root: Path, name: str) -> Path:
-    """The WAV file inside the hub's data directory (nothing outside it is ever read)."""
-    base = root.resolve()
-    path = (base / name).resolve()
-    if not path.is_relative_to(base):
-        raise StepFailed(f"file {name!r} is outside the hub's data directory {base}", "file")
-    if not path.is_file():
-        raise StepFailed(f"file {name!r} does not exist in {base}", "file")
-    return path
 
 
 async def _settled(participants: list[Participant], within: float) -> None:
