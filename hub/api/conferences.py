@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hub.api.deps import ANY_ROLE, get_hub, require
 from hub.auth import Principal
 from hub.conferences.announcement import ToneSpec, announcement_file
+from hub.conferences.config import Pin
 from hub.conferences.model import (
     Conference,
     ConferenceLocked,
@@ -33,7 +34,6 @@ Reader = Annotated[Principal, Depends(require(*ANY_ROLE))]
 Controller = Annotated[
     Principal, Depends(require(Role.DISPATCHER, Role.ENGINEER, Role.PLATFORM, Role.ADMIN))
 ]
-Digits = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9*#]+$")]
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -153,7 +153,7 @@ class ParticipantList(BaseModel):
 class ConferenceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    pin: Digits | None = Field(None, description="digits callers enter to dial in")
+    pin: Pin | None = Field(None, description="digits and '*' callers key to dial in")
     profile: str = Field("default", min_length=1, max_length=64)
     max_duration: float | None = Field(
         None, ge=0, le=7 * 86400, description="seconds; 0: no limit; default: the profile's"

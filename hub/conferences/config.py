@@ -5,12 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from devices.config import Model, Name, check_host
 from media.codecs import CODECS
 
 Digits = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9*#]+$")]
+
+
+def _check_pin(value: str) -> str:
+    if "#" in value:
+        raise ValueError("a PIN cannot contain '#': callers key '#' to end the PIN")
+    if not value.isascii() or not all(c.isdigit() or c == "*" for c in value):
+        raise ValueError("a PIN is keyed on a phone: digits 0-9 and '*' only")
+    return value
+
+
+# what a caller keys to get in: digits and '*', '#' ends the entry (dialin.MAX_PIN_DIGITS)
+Pin = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_check_pin)]
 RecordFormat = Literal["wav", "opus"]
 
 
@@ -47,8 +59,8 @@ class Room(Model):
     id: Name
     name: str
     number: Digits | None = None
-    pin: Digits | None = None
-    moderator_pin: Digits | None = None
+    pin: Pin | None = None
+    moderator_pin: Pin | None = None
     profile: str = "default"
 
 

@@ -1,6 +1,8 @@
 """Dial-in to standing conferences: the request-URI names a room's number, the caller waits
 in its lobby, keys the PIN (RFC 4733 or SIP INFO, ``#`` ends) and is admitted, as moderator
-with the moderator PIN. Too many wrong PINs lock the caller's source out for a while.
+with the moderator PIN. Too many wrong PINs lock the caller's source out for a while. A
+locked room refuses callers at the INVITE (403) unless it has a moderator PIN: then callers
+wait in the lobby and only the moderator PIN gets them in.
 
 Prompts are tones (no speech files needed): two short high beeps ask for the PIN, one low
 tone says "wrong", a rising pair says "welcome". The lockout key is the INVITE's source IP;
@@ -45,7 +47,7 @@ from sip.uri import SipUri, TelUri
 logger = logging.getLogger(__name__)
 
 ACTOR = "dial-in"
-MAX_PIN_DIGITS = 32  # a room PIN is at most 32 digits (config.Digits)
+MAX_PIN_DIGITS = 32  # a room PIN is at most 32 digits (config.Pin)
 _GONE = ""  # queued when the caller's leg ends: wakes the PIN reader at once
 _DIGIT_QUEUE = 64
 _PURGE_AT = 1024  # failure records kept before expired ones are swept
@@ -206,7 +208,9 @@ class DialIn:
         if conf is None or conf.ended:
             self._refuse(call, room.id, 404, "Not Found (conference not running)")
             return
-        if conf.locked:
+        if conf.locked and room.moderator_pin is None:
+            # a locked room with a moderator PIN still lets a moderator in (ConfBridge's
+            # admins): the caller waits in the lobby, and only that PIN admits it
             self._refuse(call, conf.id, 403, "Forbidden (conference locked)")
             return
         limit = self.service.profile_of(conf).max_participants

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hub.conferences.announcement import InvalidAnnouncement, ToneSpec, announcement_file
+from hub.conferences.config import Pin
 from hub.conferences.model import (
     ConferenceEnded,
     ConferenceError,
@@ -28,6 +29,7 @@ from hub.conferences.model import (
     Participant,
     ParticipantRole,
 )
+from hub.config import describe_error
 from hub.plans import DEFAULT_TIMEOUT, StepContext, StepFailed, StepKinds, StepOutcome
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ class _Args(BaseModel):
 
 class CreateConferenceArgs(_Args):
     name: str = Field(min_length=1, max_length=200)
-    pin: str | None = Field(None, pattern=r"^[0-9*#]{1,16}$")
+    pin: Pin | None = None
     profile: str = Field("default", min_length=1, max_length=64)
     record: bool | None = Field(None, description="default: the profile's")
     max_duration: float | None = Field(None, ge=0, le=7 * 86400)
@@ -105,7 +107,7 @@ def _arguments(model: type[A], ctx: StepContext) -> A:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "arguments"
         raise StepFailed(
-            f"{ctx.step.action}: {where}: {first['msg']}", "invalid-arguments"
+            f"{ctx.step.action}: {where}: {describe_error(first)}", "invalid-arguments"
         ) from None
 
 

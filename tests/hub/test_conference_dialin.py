@@ -287,11 +287,48 @@ async def test_unknown_number_locked_and_full_rooms_are_refused(tmp_path: Path) 
         assert (full.status, full.reason) == (486, "Busy Here (conference full)")
         assert (await next_outcome(events)).status == 486
 
-        hub.conferences.lock("ops", True, actor="test")
-        locked = await caller.dial("8000")
+        # a locked room without a moderator PIN refuses at the INVITE
+        hub.conferences.lock("desk", True, actor="test")
+        locked = await caller.dial("8002")
         assert (locked.status, locked.reason) == (403, "Forbidden (conference locked)")
-        assert (await next_outcome(events)).conference == "ops"
-        assert hub.conferences.get("ops").participants == {}
+        refused = await next_outcome(events)
+        assert (refused.outcome, refused.conference, refused.status) == ("refused", "desk", 403)
+        assert len(hub.conferences.get("desk").participants) == 1
+
+
+async def test_a_locked_room_admits_the_moderator_pin_only(tmp_path: Path) -> None:
+    """ConfBridge's rule: a locked conference still lets its moderators (admins) in."""
+    async with dialin_hub(tmp_path) as (hub, caller, events):
+        room = hub.conferences.get("ops")
+        hub.conferences.lock("ops", True, actor="test")
+        # the participant PIN is right, but the room is locked: dropped, not counted wrong
+        guest = await caller.dial("8000", tone=700.0)
+        assert guest.status == 0, guest.reason
+        (pg,) = room.participants.values()
+        await until(lambda: pg.state is ParticipantState.LOBBY)
+        await guest.leg.send_dtmf(PIN + "#")
+        refused = await next_outcome(events)
+        assert (refused.outcome, refused.participant, refused.reason) == (
+            "refused",
+            pg.id,
+            "locked",
+        )
+        await guest.leg.wait_ended(10.0)
+        assert (pg.state, pg.reason) == (ParticipantState.LEFT, "conference-locked")
+        assert hub.dialin.lockouts() == {}
+
+        chief = await caller.dial("8000", tone=1100.0)
+        assert chief.status == 0, chief.reason
+        pc = next(p for p in room.participants.values() if p.id != pg.id)
+        await until(lambda: pc.state is ParticipantState.LOBBY)
+        await chief.leg.send_dtmf(MODERATOR_PIN + "#")
+        admitted = await next_outcome(events)
+        assert (admitted.outcome, admitted.participant, admitted.role) == (
+            "admitted",
+            pc.id,
+            "moderator",
+        )
+        assert pc.state is ParticipantState.JOINED and room.locked
 
 
 async def test_a_caller_that_keys_nothing_is_dropped(tmp_path: Path) -> None:

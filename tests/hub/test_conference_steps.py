@@ -70,10 +70,12 @@ async def test_each_mistake_fails_its_own_step(tmp_path: Path) -> None:
         failed = {k: (s["code"], s["detail"]) for k, s in steps.items() if s["state"] == "failed"}
         assert failed["no-name"] == (
             "invalid-arguments",
-            "create_conference: name: Field required",
+            "create_conference: name: required key is missing",
         )
         assert failed["bad-pin"][0] == "invalid-arguments"
-        assert failed["bad-pin"][1].startswith("create_conference: pin: String should match")
+        assert failed["bad-pin"][1] == (
+            "create_conference: pin: a PIN is keyed on a phone: digits 0-9 and '*' only"
+        )
         assert failed["bad-profile"][1].startswith("unknown profile 'huge'")
         assert failed["nowhere"][0] == "not-found"
         assert "neither a create_conference step of plan 'mistakes'" in failed["nowhere"][1]
@@ -95,5 +97,5 @@ async def test_each_mistake_fails_its_own_step(tmp_path: Path) -> None:
         assert "outside the hub's data directory" in failed["outside"][1]
         assert failed["both"] == (
             "invalid-arguments",
-            "announce: arguments: Value error, give either 'tone' or 'file'",
+            "announce: arguments: give either 'tone' or 'file'",
         )

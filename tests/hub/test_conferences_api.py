@@ -275,6 +275,8 @@ async def test_roles_and_problems(rig: Rig) -> None:
     assert reply.status_code == 422 and "unknown profile 'vip'" in reply.json()["detail"]
     reply = await rig.call("POST", "/api/v1/conferences", json={"name": "x", "pin": "12ab"})
     assert reply.status_code == 422 and reply.json()["errors"][0]["where"] == "pin"
+    reply = await rig.call("POST", "/api/v1/conferences", json={"name": "x", "pin": "12#"})
+    assert reply.status_code == 422 and "callers key '#' to end the PIN" in reply.text
     reply = await rig.call("PATCH", f"{url}/participants/p-1", json={})
     assert reply.status_code == 422 and "at least one of" in reply.json()["detail"]
     reply = await rig.call("POST", f"{url}/announcements", json={"file": "../../etc/passwd"})

@@ -214,3 +214,17 @@ def test_sip_tls_listener(tmp_path: Path) -> None:
     assert problems_of(tmp_path, path.read_text()) == [
         "sip.timers: t2 (1.0) must not be below t1 (2.0), line 2"
     ]
+
+
+def test_a_room_pin_cannot_hold_the_key_that_ends_it(tmp_path: Path) -> None:
+    text = (
+        "conferences:\n  rooms:\n"
+        "    - {id: ops, name: Ops, number: '8000', pin: '12#4', moderator_pin: '99x'}\n"
+    )
+    problems = problems_of(tmp_path, text)
+    assert problems == [
+        "conferences.rooms[0].pin: a PIN cannot contain '#': callers key '#' to end the PIN, "
+        "line 3",
+        "conferences.rooms[0].moderator_pin: a PIN is keyed on a phone: digits 0-9 and '*' only, "
+        "line 3",
+    ]
