@@ -6,9 +6,13 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub import __version__
 from hub.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hub.config import SiteConfig
 
 logger = logging.getLogger("cchub")
 
@@ -83,7 +87,27 @@ def check_config(files: list[Path]) -> int:
         )
         for line in dialplan.unroutable():
             print(f"  warning: {line}")
+        for line in _empty_rosters(site):
+            print(f"  warning: {line}")
     return status
+
+
+def _empty_rosters(site: SiteConfig) -> list[str]:
+    """``dial`` steps of plans whose duty-roster role no endpoint has."""
+    from hub.plans import LayerStep
+
+    roles = {r for e in site.endpoints for r in e.roles}
+    out = []
+    for plan in site.plans:
+        for j, step in enumerate(plan.steps):
+            role = step.arguments().get("role") if isinstance(step, LayerStep) else None
+            if step.action == "dial" and isinstance(role, str) and role not in roles:
+                known = ", ".join(sorted(roles)) or "none"
+                out.append(
+                    f"plan {plan.id!r} step {plan.step_id(j)!r} dials role {role!r}, "
+                    f"which no endpoint has (roles: {known})"
+                )
+    return out
 
 
 def run(config: Path, log_level: str | None, log_format: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -23,9 +23,10 @@ from pydantic import (
 
 from devices.config import DeviceConfig, Model, Name, Port, check_host
 from devices.scenes import SceneConfig, check_scenes
+from hub.conferences.arguments import STEP_ARGUMENTS, CreateConferenceArgs
 from hub.conferences.config import ConferenceSection
 from hub.errors import ConfigError
-from hub.plans import STEP_KINDS, PlanConfig, check_plans
+from hub.plans import STEP_KINDS, LayerStep, PlanConfig, StepBase, check_plans
 from hub.snmp.config import SnmpSection, snmp_problems
 from hub.yamlsource import YamlDocument, format_path, load_yaml
 from monitoring.config import ActionStep, AlarmPolicy, Dependency, dependency_problems
@@ -268,6 +269,7 @@ class SiteConfig(Model):
     def _plans_and_snmp(self) -> SiteConfig:
         """Plan steps against scenes and devices; trap steps against the SNMP targets."""
         problems = check_plans(self.plans, self.scenes, self.devices)
+        problems += self._layer_step_problems()
         if self.snmp is not None:
             problems += snmp_problems(self.snmp)
         targets = [t.id for t in self.snmp.traps.targets] if self.snmp else []
@@ -292,6 +294,48 @@ class SiteConfig(Model):
         if problems:
             raise LocatedProblems(problems)
         return self
+
+    def _layer_step_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The conference steps' arguments, as the step will read them when it runs; the
+        profile they name (a duty-roster role nobody has is ``check-config``'s warning: the
+        roster may be empty tonight)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        profiles = self.conferences.profiles
+        for i, plan in enumerate(self.plans):
+            for j, step in enumerate(plan.steps):
+                model = STEP_ARGUMENTS.get(step.action)
+                if model is None or not isinstance(step, LayerStep):
+                    continue
+                path = ("plans", i, "steps", j)
+                try:
+                    args = model.model_validate(step.arguments())
+                except ValidationError as err:
+                    problems += [
+                        ((*path, *e["loc"]), describe_error(e, _step_keys(model, e["loc"][:-1])))
+                        for e in err.errors()
+                    ]
+                    continue
+                if isinstance(args, CreateConferenceArgs) and args.profile not in profiles:
+                    legal = ", ".join(sorted(profiles))
+                    problems.append(
+                        ((*path, "profile"), f"unknown profile {args.profile!r} ({legal})")
+                    )
+        return problems
+
+
+def _step_keys(model: type[BaseModel], owner: tuple[str | int, ...]) -> list[str]:
+    """The keys allowed where an unknown key sits in a step's arguments: the step's own keys
+    and its kind's, or those of the nested model (a ``tone``) that holds it."""
+    for name in owner:
+        field = model.model_fields.get(str(name))
+        kinds = (field.annotation, *get_args(field.annotation)) if field is not None else ()
+        inner = [t for t in kinds if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not inner:
+            return []
+        model = inner[0]
+    if owner:
+        return list(model.model_fields)
+    return [*StepBase.model_fields, "action", *model.model_fields]
 
 
 class LocatedProblems(ValueError):

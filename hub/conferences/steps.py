@@ -15,10 +15,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from hub.conferences.announcement import InvalidAnnouncement, ToneSpec, announcement_file
-from hub.conferences.config import Pin
+from hub.conferences.announcement import InvalidAnnouncement, announcement_file
+from hub.conferences.arguments import (
+    AnnounceArgs,
+    CreateConferenceArgs,
+    DialArgs,
+    StepArguments,
+)
 from hub.conferences.model import (
     ConferenceEnded,
     ConferenceError,
@@ -27,7 +32,6 @@ from hub.conferences.model import (
     ConferenceNotFound,
     InvalidTarget,
     Participant,
-    ParticipantRole,
 )
 from hub.config import describe_error
 from hub.plans import DEFAULT_TIMEOUT, StepContext, StepFailed, StepKinds, StepOutcome
@@ -55,49 +59,7 @@ def _code(err: ConferenceError) -> str:
     return next((code for kind, code in _CODES if isinstance(err, kind)), "conference")
 
 
-# -- arguments (the step's extra keys in the site file) -----------------------------------------
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CreateConferenceArgs(_Args):
-    name: str = Field(min_length=1, max_length=200)
-    pin: Pin | None = None
-    profile: str = Field("default", min_length=1, max_length=64)
-    record: bool | None = Field(None, description="default: the profile's")
-    max_duration: float | None = Field(None, ge=0, le=7 * 86400)
-
-
-class DialArgs(_Args):
-    conference: str = Field(min_length=1, description="a create_conference step id or an id")
-    targets: list[str] = Field([], description="endpoint ids or addresses (pstn:..., sip:...)")
-    role: str | None = Field(None, min_length=1, description="every site endpoint with it")
-    wait: bool = Field(True, description="wait until every target answered or failed")
-    ring_timeout: float | None = Field(None, gt=0, le=600)
-    as_role: ParticipantRole = Field(ParticipantRole.PARTICIPANT, description="their role")
-
-    @model_validator(mode="after")
-    def _someone(self) -> DialArgs:
-        if not self.targets and self.role is None:
-            raise ValueError("give 'targets' or 'role' (or both)")
-        return self
-
-
-class AnnounceArgs(_Args):
-    conference: str = Field(min_length=1)
-    tone: ToneSpec | None = None
-    file: str | None = Field(None, min_length=1, description="a WAV file in the data directory")
-
-    @model_validator(mode="after")
-    def _one(self) -> AnnounceArgs:
-        if (self.tone is None) == (self.file is None):
-            raise ValueError("give either 'tone' or 'file'")
-        return self
-
-
-A = TypeVar("A", bound=_Args)
+A = TypeVar("A", bound=StepArguments)
 
 
 def _arguments(model: type[A], ctx: StepContext) -> A:

@@ -409,7 +409,15 @@ def test_example_site_file_loads_with_its_snmp_section(
     example = Path(__file__).resolve().parents[2] / "examples" / "site.yaml"
     site = load_site(example)
     assert [p.id for p in site.plans] == ["power-loss"]
-    assert site.plans[0].step_ids == ["tell", "wall", "camera", "platform", "duty"]
+    assert site.plans[0].step_ids == [
+        "tell",
+        "wall",
+        "camera",
+        "platform",
+        "bridge",
+        "duty",
+        "brief",
+    ]
     assert site.snmp is None
     lines = example.read_text().splitlines()
     start = lines.index("# snmp:")
