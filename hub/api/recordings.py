@@ -100,22 +100,12 @@ class RecordingSessionOut(BaseModel):
     files: list[RecordingOut] = Field(description="the mix files first, then talker tracks")
 
 
-# a conference's rows looked through for one session's (the store has no id-prefix query)
-SESSION_ROWS = 1000
+SESSION_ROWS = 100_000  # files of one session at most: its mixes and every talk spurt's track
 
 
 async def _session_rows(hub: Hub, session: str) -> list[RecordingRow]:
-    """Every row of recording session ``session``, mix files first: found through its mix
-    row (indexed when the recording starts), then among its conference's rows."""
-    mix = None
-    for codec in MEDIA_TYPES:
-        mix = await hub.store.recording(f"{session}-mix-{codec}")
-        if mix is not None:
-            break
-    if mix is None:
-        return []
-    rows = await hub.store.recordings(conference=mix.conference, limit=SESSION_ROWS)
-    mine = [r for r in rows if r.id.startswith(f"{session}-")]
+    """Every row of recording session ``session`` (ids ``<session>-...``), mix files first."""
+    mine = await hub.store.recordings(id_prefix=f"{session}-", limit=SESSION_ROWS)
     codecs = list(MEDIA_TYPES)  # WAV first: the mix a session id downloads
     return sorted(
         mine,

@@ -171,9 +171,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def recordings(
-        self, *, conference: str | None = None, kind: str | None = None, limit: int = 100
+        self,
+        *,
+        conference: str | None = None,
+        kind: str | None = None,
+        id_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[RecordingRow]:
-        """Newest recordings first, optionally of one conference and one kind (mix, talker)."""
+        """Newest recordings first, optionally of one conference, one kind (mix, talker) and
+        ids starting with ``id_prefix`` (one recording session's files: ``<session>-``)."""
 
     @abc.abstractmethod
     async def recording(self, recording_id: str) -> RecordingRow | None:

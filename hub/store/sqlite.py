@@ -288,11 +288,20 @@ class SqliteStore(Store):
         )
 
     async def recordings(
-        self, *, conference: str | None = None, kind: str | None = None, limit: int = 100
+        self,
+        *,
+        conference: str | None = None,
+        kind: str | None = None,
+        id_prefix: str | None = None,
+        limit: int = 100,
     ) -> list[RecordingRow]:
         sql = f"SELECT {_RECORDING_COLUMNS} FROM recordings"
         where: list[str] = []
         params: list[Any] = []
+        if id_prefix:
+            # a range on the primary key (LIKE would not use its index, and '_' is a wildcard)
+            where.append("id >= ? AND id < ?")
+            params += [id_prefix, id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1)]
         if conference is not None:
             where.append("conference = ?")
             params.append(conference)

@@ -67,6 +67,27 @@ async def test_listing_is_newest_first_and_filters_by_conference(tmp_path: Path)
     await store.close()
 
 
+async def test_one_session_by_id_prefix_and_nothing_else(tmp_path: Path) -> None:
+    """A session's files share ``<session>-``; neighbours in key order and ids with SQL
+    wildcards in them stay out."""
+    store = SqliteStore(tmp_path / "c.db")
+    await store.open()
+    ids = ["abc-mix-wav", "abc-p_1-1-wav", "abc-p_1-2-wav", "abc-mix-opus", "abcd-mix-wav",
+           "abc.-mix-wav", "ab-mix-wav", "abc_mix-wav", "ABC-mix-wav"]  # fmt: skip
+    for n, rid in enumerate(ids):
+        kind = "talker" if "-p_1-" in rid else "mix"
+        store.save_recording(_mix(id=rid, start_ts=float(n), kind=kind))
+    await store.flush()
+    found = await store.recordings(id_prefix="abc-", limit=100_000)
+    assert sorted(r.id for r in found) == sorted(ids[:4])
+    assert [r.id for r in await store.recordings(id_prefix="abc-", kind="mix")] == [
+        "abc-mix-opus",
+        "abc-mix-wav",
+    ]
+    assert await store.recordings(id_prefix="zzz-") == []
+    await store.close()
+
+
 async def test_a_damaged_talk_map_costs_only_that_column(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     store = SqliteStore(path)
